@@ -1,0 +1,30 @@
+# Two commands do all the set-up: `make train` and `make test` (each creates .venv on first use).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: train test lint clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Train the default model, evaluate it on the test set and write the plots (runs/default).
+train: $(STAMP)
+	$(BIN)/mnist-cnn train --out runs/default-$$(date +%Y%m%d-%H%M%S)
+
+## Lint, then the whole test suite (real-MNIST tests need MNIST_DATA_DIR or the user cache).
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

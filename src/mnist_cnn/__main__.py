@@ -1,0 +1,5 @@
+import sys
+
+from mnist_cnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""The `mnist-cnn` command: a thin layer of flags over the package's functions."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.recipes import RECIPES
+
+
+def _print_metrics(metrics: dict, where: Path) -> None:
+    print(
+        f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
+        f"errors {metrics['test_errors']}/{metrics['test_size']}  params {metrics['params']:,}"
+        + (f"  train {metrics['train_seconds']:.1f} s" if "train_seconds" in metrics else "")
+    )
+    print(f"wrote {where}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mnist_cnn import train
+
+    if args.resume:
+        from mnist_cnn import artifacts
+
+        values = artifacts.read_json(Path(args.resume) / "config.json")
+        cfg = train.TrainConfig(**{**values, "out": str(args.resume)})
+        metrics = train.train(cfg, resume=True)
+        return _print_metrics(metrics, Path(cfg.out))
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+        "shift": args.shift,
+        "train_limit": args.train_limit,
+        "test_limit": args.test_limit,
+    }
+    if args.dry_run:  # one short epoch on a few batches: checks the whole pipeline in seconds
+        bs = args.batch_size or RECIPES[args.model]["batch_size"]
+        overrides.update(epochs=1, train_limit=2 * bs, test_limit=1000)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or f"runs/{args.model}-seed{args.seed}-{stamp}"
+    cfg = train.make_config(
+        args.model,
+        seed=args.seed,
+        val_size=args.val_size,
+        data_dir=args.data_dir,
+        out=out,
+        **overrides,
+    )
+    metrics = train.train(cfg)
+    _print_metrics(metrics, Path(cfg.out))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from mnist_cnn import data, evaluate, models
+
+    model = models.load(args.model)
+    ds = data.load(args.data_dir, val_size=0, test_limit=args.test_limit)
+    source = Path(args.model)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "eval"
+    metrics = evaluate.evaluate(model, ds.x_test, ds.y_test, out, {"model_path": str(source)})
+    _print_metrics(metrics, out)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from mnist_cnn import models
+
+    arch = RECIPES[args.model]["architecture"] if args.model in RECIPES else args.model
+    models.build(arch).summary()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mnist-cnn", description="Train, evaluate and use CNNs on MNIST (Keras 3)."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    recipes = sorted(RECIPES)
+
+    t = sub.add_parser("train", help="train a model, evaluate it, write plots and metrics")
+    t.add_argument("--model", default="seed", choices=recipes, help="recipe (default: seed)")
+    t.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
+    t.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--schedule", choices=["cosine", "constant"])
+    t.add_argument("--shift", type=int, help="random shift augmentation, pixels (0: off)")
+    t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
+    t.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="validation images carved from the training set (default 5000)",
+    )
+    t.add_argument("--train-limit", type=int, help="train on the first N images only")
+    t.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    t.add_argument("--out", help="run folder (default: runs/MODEL-seedN-TIMESTAMP)")
+    t.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
+    t.add_argument("--resume", metavar="RUN", help="continue a killed run from its last epoch")
+    t.add_argument("--dry-run", action="store_true", help="one quick epoch on two batches")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a saved model on the test set, write plots")
+    e.add_argument("model", help="a .keras file or a run folder")
+    e.add_argument("--out", help="where to write (default: MODEL's folder/eval)")
+    e.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
+    e.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
+    s.add_argument("--model", default="seed", help="recipe or architecture (default: seed)")
+    s.set_defaults(func=cmd_summary)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MnistCnnError as err:
+        print(f"mnist-cnn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mnist-cnn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can make and fix."""
+
+
+class MnistCnnError(Exception):
+    """A problem caused by input the user controls (a file, a path, a flag).
+
+    The CLI prints its message on one line and exits with status 2, no traceback:
+    the message itself must say what is wrong and what to do about it.
+    """

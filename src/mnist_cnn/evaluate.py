@@ -1,0 +1,66 @@
+"""Scoring a trained model on the MNIST test set, and writing what it found."""
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_cnn import artifacts, plots
+
+CLASSES = list(range(10))
+
+
+def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities for raw-pixel images, shape (N, 10)."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def score(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Accuracy, cross-entropy, per-class precision/recall/F1 and the confusion matrix."""
+    y = np.asarray(y, dtype=np.int64)
+    pred = probs.argmax(axis=1)
+    eps = 1e-7  # Keras' epsilon: the loss matches what model.evaluate would report
+    loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0)).mean())
+    cm = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(cm, (y, pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.nan_to_num(tp / cm.sum(axis=0))
+        recall = np.nan_to_num(tp / cm.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    per_class = {
+        str(c): {
+            "precision": round(float(precision[c]), 6),
+            "recall": round(float(recall[c]), 6),
+            "f1": round(float(f1[c]), 6),
+            "support": int(cm[c].sum()),
+        }
+        for c in CLASSES
+    }
+    return {
+        "test_accuracy": float((pred == y).mean()),
+        "test_loss": loss,
+        "test_errors": int((pred != y).sum()),
+        "test_size": len(y),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def evaluate(
+    model: keras.Model,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    out_dir: str | Path,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score the model and write metrics.json, confusion.png and misclassified.png to out_dir."""
+    out_dir = artifacts.prepare_dir(out_dir)
+    probs = predict_proba(model, x_test)
+    metrics = {**(extra or {}), **score(probs, y_test), "params": int(model.count_params())}
+    pred = probs.argmax(axis=1)
+    plots.confusion(np.array(metrics["confusion_matrix"]), out_dir / "confusion.png")
+    plots.misclassified(x_test, y_test, pred, probs.max(axis=1), out_dir / "misclassified.png")
+    artifacts.write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,93 @@
+"""The three pictures of a run: learning curves, confusion matrix, misclassified digits."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mnist_cnn.artifacts import write_with
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    try:
+        return write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def curves(history: dict[str, list[float]], path: str | Path) -> Path:
+    """Loss and accuracy per epoch, training against validation, to spot over-fitting."""
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        if key in history:
+            ax.plot(epochs, history[key], "o-", label="train")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "accuracy" in history or "val_accuracy" in history:
+        axes[1].set_ylim(top=1.0)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, path: str | Path, title: str = "Confusion matrix") -> Path:
+    """Counts of true (rows) against predicted (columns) digits; the diagonal is right."""
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    ax.imshow(off, cmap="Reds")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if matrix[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="tab:blue" if i == j else "black",
+                )
+    ax.set_xticks(range(matrix.shape[1]))
+    ax.set_yticks(range(matrix.shape[0]))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} (errors shaded)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def misclassified(
+    images: np.ndarray,
+    true: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    path: str | Path,
+    limit: int = 64,
+) -> Path:
+    """A grid of the test digits the model got wrong, most confident mistakes first."""
+    wrong = np.flatnonzero(true != predicted)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    cols = 8
+    rows = max(1, int(np.ceil(len(wrong) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong, strict=False):
+        ax.imshow(images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"true {true[i]} / pred {predicted[i]}\np={confidence[i]:.2f}", fontsize=7)
+    total = int((true != predicted).sum())
+    fig.suptitle(
+        f"{total} misclassified test digits" + (f" (first {limit})" if total > limit else "")
+    )
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,196 @@
+"""The training loop: config in, run folder out (model, history, metrics, plots, logs)."""
+
+import dataclasses
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_cnn import artifacts, data, evaluate, models, plots
+from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.recipes import RECIPES
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; saved as config.json so the run can be repeated."""
+
+    model: str = "seed"
+    architecture: str = "seed"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup: float = 0.0
+    shift: int = 0
+    seed: int = 0
+    val_size: int = 5000
+    train_limit: int | None = None
+    test_limit: int | None = None
+    data_dir: str | None = None
+    out: str = "runs/seed"
+
+
+def make_config(model: str = "seed", **overrides: Any) -> TrainConfig:
+    """A recipe's values, with any override that is not None taking precedence."""
+    if model not in RECIPES:
+        raise MnistCnnError(f"unknown model {model!r}: choose one of {', '.join(RECIPES)}")
+    values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(model=model, **values)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "constant":
+        lr: Any = cfg.lr
+    elif cfg.schedule == "cosine":
+        warmup = int(cfg.warmup * total)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.lr * 0.1 if warmup else cfg.lr,
+            decay_steps=max(1, total - warmup),
+            alpha=0.01,
+            warmup_target=cfg.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    else:
+        raise MnistCnnError(f"unknown schedule {cfg.schedule!r}: use constant or cosine")
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    raise MnistCnnError(f"unknown optimizer {cfg.optimizer!r}: use adamw, adam or sgd")
+
+
+class ShiftedBatches(keras.utils.PyDataset):
+    """Shuffled batches whose images move by up to `shift` pixels: cheap, label-safe."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shift: int, seed: int):
+        super().__init__()
+        s = shift
+        self.padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+        self.y, self.batch_size, self.shift, self.seed = y, batch_size, shift, seed
+        self.epoch = 0
+        self.order = np.random.default_rng((seed, 0)).permutation(len(y))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        dy, dx = rng.integers(0, 2 * self.shift + 1, size=(2, len(idx)))
+        windows = np.lib.stride_tricks.sliding_window_view(self.padded[idx], (28, 28), axis=(1, 2))
+        return windows[np.arange(len(idx)), dy, dx].transpose(0, 2, 3, 1), self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.y))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """history.json rewritten after every epoch, so a killed run keeps what it learned."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.history: dict[str, list[float]] | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.history is None:  # first epoch of this process: pick up a resumed run's past
+            old = artifacts.read_json(self.path) if self.path.exists() else {}
+            self.history = {k: v[:epoch] for k, v in old.items()}
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self.started
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {**{k: float(v) for k, v in (logs or {}).items()}, "epoch_seconds": seconds, "lr": lr}
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        artifacts.write_json(self.path, self.history)
+
+
+def environment() -> dict[str, str]:
+    return {
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {platform.system()}",
+    }
+
+
+def train(cfg: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> dict[str, Any]:
+    """Train, save and evaluate one model; returns the metrics also written to metrics.json.
+
+    With resume=True the run folder's config.json is trusted and training continues from the
+    last finished epoch (Keras' BackupAndRestore checkpoint, written after every epoch).
+    """
+    run = Path(cfg.out)
+    if resume:
+        if not (run / "checkpoint").exists():
+            done = (run / "metrics.json").exists()
+            why = "it already finished" if done else "it has no checkpoint (no epoch finished)"
+            raise MnistCnnError(f"cannot resume {run}: {why}; start a new run with --out")
+    elif (run / "config.json").exists():
+        raise MnistCnnError(
+            f"{run} already holds a run: pass --resume {run} to continue it, or another --out"
+        )
+    artifacts.prepare_dir(run)
+    artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
+
+    keras.utils.set_random_seed(cfg.seed)
+    started = time.perf_counter()
+    ds = data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
+    load_seconds = time.perf_counter() - started
+
+    model = models.build(cfg.architecture)
+    steps = math.ceil(len(ds.y_train) / cfg.batch_size)
+    model.compile(
+        optimizer=make_optimizer(cfg, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        EpochLog(run / "history.json"),
+        keras.callbacks.BackupAndRestore(str(run / "checkpoint"), double_checkpoint=True),
+        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
+    ]
+    validation = (ds.x_val, ds.y_val) if len(ds.y_val) else None
+    if cfg.shift:
+        inputs = {"x": ShiftedBatches(ds.x_train, ds.y_train, cfg.batch_size, cfg.shift, cfg.seed)}
+    else:
+        inputs = {"x": ds.x_train, "y": ds.y_train, "batch_size": cfg.batch_size}
+    model.fit(
+        **inputs,
+        epochs=cfg.epochs,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+    artifacts.write_with(run / "model.keras", model.save)
+    history = artifacts.read_json(run / "history.json")
+    plots.curves(history, run / "curves.png")
+    best = int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None
+    extra = {
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "epochs": len(history["loss"]),
+        "train_seconds": round(sum(history["epoch_seconds"]), 3),
+        "load_seconds": round(load_seconds, 3),
+        "val_accuracy": history["val_accuracy"][-1] if best else None,
+        "best_val_epoch": best,
+        "train_size": len(ds.y_train),
+        **environment(),
+    }
+    saved = models.load(run / "model.keras")  # score what was written, exactly as users load it
+    return evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)

@@ -1,0 +1,34 @@
+"""Fixtures shared by every test module."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+_HINT = (
+    "set MNIST_DATA_DIR to a folder holding the four MNIST IDX files "
+    "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte, each optionally .gz); on this project's machines run e.g. "
+    "MNIST_DATA_DIR=../shared/data/mnist PYTHONPATH=src python -m pytest"
+)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST folder from $MNIST_DATA_DIR.
+
+    Fails (never skips) when it is missing: a test run that silently skips the real-data
+    tests would report green without having checked the data path at all.
+    """
+    from mnist_cnn import data
+
+    value = os.environ.get("MNIST_DATA_DIR", "")
+    if not value:
+        pytest.fail(f"MNIST_DATA_DIR is not set; {_HINT}", pytrace=False)
+    directory = Path(value).expanduser()
+    if not directory.is_dir():
+        pytest.fail(f"MNIST_DATA_DIR={value} is not a folder; {_HINT}", pytrace=False)
+    missing = [base for base in data.FILES.values() if data.find_file(directory, base) is None]
+    if missing:
+        pytest.fail(f"MNIST_DATA_DIR={value} lacks {', '.join(missing)}; {_HINT}", pytrace=False)
+    return directory

@@ -1,0 +1,176 @@
+"""Training end to end on real MNIST: artifacts, re-evaluation, kill-and-resume, accuracy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_cnn import cli, train
+from mnist_cnn.errors import MnistCnnError
+
+SMALL = {"train_limit": 3000, "test_limit": 1000, "val_size": 500, "epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def small_run(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "small"
+    cfg = train.make_config("seed", seed=3, data_dir=str(mnist_dir), out=str(out), **SMALL)
+    metrics = train.train(cfg, verbose=0)
+    return out, metrics
+
+
+def test_run_folder_holds_every_artifact(small_run):
+    out, metrics = small_run
+    for name in ("model.keras", "config.json", "history.json", "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    for name in ("curves.png", "confusion.png", "misclassified.png"):
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and img.size[0] > 300, name
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (out / "checkpoint").exists()  # removed once training finished
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    assert saved["params"] == 225_034
+    assert saved["epochs"] == 2 and saved["train_size"] == 3000 and saved["test_size"] == 1000
+    assert saved["train_seconds"] > 0
+    assert 0.85 < saved["test_accuracy"] <= 1.0  # 3,000 images, 2 epochs: it learned
+    cm = np.array(saved["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 1000
+    assert np.trace(cm) == round(saved["test_accuracy"] * 1000)
+    assert set(saved["per_class"]) == {str(d) for d in range(10)}
+    assert all(0 <= v["f1"] <= 1 for v in saved["per_class"].values())
+
+    history = json.loads((out / "history.json").read_text())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr"):
+        assert len(history[key]) == 2, key
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 3 and config["train_limit"] == 3000
+
+
+def test_evaluate_reproduces_training_accuracy_exactly(small_run, mnist_dir, tmp_path):
+    out, metrics = small_run
+    code = cli.main(
+        [
+            "evaluate",
+            str(out),
+            "--data-dir",
+            str(mnist_dir),
+            "--test-limit",
+            "1000",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
+    assert code == 0
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert again["test_accuracy"] == metrics["test_accuracy"]
+    assert again["test_loss"] == metrics["test_loss"]
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    assert (tmp_path / "eval" / "confusion.png").exists()
+    assert (tmp_path / "eval" / "misclassified.png").exists()
+
+
+def test_same_seed_same_result(small_run, mnist_dir, tmp_path):
+    _out, metrics = small_run
+    cfg = train.make_config(
+        "seed", seed=3, data_dir=str(mnist_dir), out=str(tmp_path / "again"), **SMALL
+    )
+    assert train.train(cfg, verbose=0)["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_refuses_to_overwrite_a_run(small_run, mnist_dir):
+    out, _ = small_run
+    cfg = train.make_config("seed", data_dir=str(mnist_dir), out=str(out), **SMALL)
+    with pytest.raises(MnistCnnError, match="already holds a run"):
+        train.train(cfg, verbose=0)
+    with pytest.raises(MnistCnnError, match="already finished"):
+        train.train(cfg, resume=True, verbose=0)
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys, mnist_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = cli.main(
+        ["train", "--dry-run", "--data-dir", str(mnist_dir), "--out", str(blocker / "run")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("mnist-cnn: error: cannot write") and "Traceback" not in err
+    assert cli.main(["evaluate", str(tmp_path / "missing.keras")]) == 2
+    assert "no model at" in capsys.readouterr().err
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mnist_cnn", *args]
+
+
+def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [
+        "train",
+        "--data-dir",
+        str(mnist_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "5",
+        "--train-limit",
+        "4000",
+        "--test-limit",
+        "500",
+        "--val-size",
+        "500",
+        "--seed",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        _cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    history = out / "history.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            meta = out / "checkpoint" / "training_metadata.json"
+            if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = json.loads(history.read_text())
+    done = len(before["loss"])
+    assert 2 <= done < 5 and not (out / "metrics.json").exists()
+
+    resumed = subprocess.run(
+        _cli("train", "--resume", str(out)), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Epoch 1/5" not in resumed.stdout  # it did not start over
+    assert f"Epoch {done + 1}/5" in resumed.stdout or f"Epoch {done}/5" in resumed.stdout
+    after = json.loads(history.read_text())
+    assert len(after["loss"]) == 5
+    # epochs the checkpoint held are kept as they were (the last may be redone if the kill
+    # fell between history.json and the checkpoint being written)
+    assert after["loss"][: done - 1] == before["loss"][: done - 1]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 5 and metrics["test_accuracy"] > 0.9
+
+
+@pytest.mark.slow
+def test_default_recipe_reaches_99_percent_on_real_mnist(mnist_dir, tmp_path):
+    cfg = train.make_config("seed", data_dir=str(mnist_dir), out=str(tmp_path / "default"))
+    metrics = train.train(cfg, verbose=2)
+    print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
+    assert metrics["test_accuracy"] >= 0.990
+    assert metrics["test_size"] == 10_000 and metrics["train_size"] == 55_000
