@@ -45,18 +45,12 @@ def confusion(matrix: np.ndarray, path: str | Path, title: str = "Confusion matr
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     ax.imshow(off, cmap="Reds")
+    dark = max(1, off.max()) / 2
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if matrix[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    str(matrix[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="tab:blue" if i == j else "black",
-                )
+                color = "tab:blue" if i == j else ("white" if off[i, j] > dark else "black")
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(matrix.shape[1]))
     ax.set_yticks(range(matrix.shape[0]))
     ax.set_xlabel("predicted")
