@@ -131,9 +131,8 @@ def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
         "--seed",
         "1",
     ]
-    proc = subprocess.Popen(
-        _cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=log, stderr=subprocess.STDOUT)
     history = out / "history.json"
     deadline = time.time() + 240
     try:
@@ -142,12 +141,14 @@ def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
             if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2:
                 break
             time.sleep(0.05)
-        assert proc.poll() is None, "training ended before it could be killed"
+        ended = "training ended before it could be killed: "
+        assert proc.poll() is None, ended + (tmp_path / "first.log").read_text()[-2000:]
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
+        log.close()
     before = json.loads(history.read_text())
     done = len(before["loss"])
     assert 2 <= done < 5 and not (out / "metrics.json").exists()
