@@ -107,6 +107,14 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys, mnist_dir):
     assert "no model at" in capsys.readouterr().err
 
 
+def test_bad_data_stops_before_the_run_exists_so_a_retry_works(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    cfg = train.make_config("seed", data_dir=str(tmp_path / "nowhere"), out=str(out), **SMALL)
+    with pytest.raises(MnistCnnError, match="does not exist"):
+        train.train(cfg, verbose=0)
+    assert not (out / "config.json").exists()
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mnist_cnn", *args]
 

@@ -145,12 +145,12 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: int | str = "auto") -
             f"{run} already holds a run: pass --resume {run} to continue it, or another --out"
         )
     artifacts.prepare_dir(run)
-    artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
-
     keras.utils.set_random_seed(cfg.seed)
     started = time.perf_counter()
     ds = data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
     load_seconds = time.perf_counter() - started
+    # only now, so that a run stopped by bad data can simply be started again
+    artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
 
     model = models.build(cfg.architecture)
     steps = math.ceil(len(ds.y_train) / cfg.batch_size)
