@@ -67,3 +67,18 @@ def test_saved_model_round_trips(tmp_path):
     x = np.random.default_rng(1).integers(0, 256, (3, 28, 28, 1)).astype("float32")
     again = models.load(tmp_path / "m.keras")
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_flops_per_image_counts_conv_and_dense_multiply_adds():
+    # conv1 26*26*32*9*1, conv2 11*11*64*9*32, dense 1600*128, out 128*10; x2 for mul+add
+    expected = 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 128 + 128 * 10)
+    assert models.flops_per_image(models.build("seed")) == expected == 5_262_080
+
+
+def test_fast_model_is_smaller_and_standardises_inside():
+    model = models.build("fast")
+    assert model.count_params() == 108_874
+    assert models.flops_per_image(model) < models.flops_per_image(models.build("seed")) / 2
+    scale = model.get_layer("scale")
+    out = np.asarray(scale(np.array([[0.0, 255.0]], dtype="float32")))
+    np.testing.assert_allclose(out, [[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081]], rtol=1e-5)

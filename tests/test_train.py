@@ -183,3 +183,12 @@ def test_default_recipe_reaches_99_percent_on_real_mnist(mnist_dir, tmp_path):
     print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
     assert metrics["test_accuracy"] >= 0.990
     assert metrics["test_size"] == 10_000 and metrics["train_size"] == 55_000
+
+
+@pytest.mark.slow
+def test_fast_recipe_reaches_98_8_percent_on_real_mnist(mnist_dir, tmp_path):
+    cfg = train.make_config("fast", data_dir=str(mnist_dir), out=str(tmp_path / "fast"))
+    metrics = train.train(cfg, verbose=0)
+    print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
+    assert metrics["epochs"] == 1 and metrics["params"] == 108_874
+    assert metrics["test_accuracy"] >= 0.988

@@ -32,7 +32,44 @@ def seed() -> keras.Model:
     )
 
 
-ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {"seed": seed}
+def fast() -> keras.Model:
+    """Built for time to 99%: half the seed's conv width, 5x5 first layer, inputs standardised.
+
+    Standardising (MNIST's mean 0.1307 and std 0.3081 after /255) instead of plain /255 lets
+    a high learning rate work from the first step, which is what one-epoch training needs.
+    """
+    mean, std = 0.1307, 0.3081
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE, name="pixels"),
+            layers.Rescaling(1.0 / (255 * std), offset=-mean / std, name="scale"),
+            layers.Conv2D(16, 5, activation="relu", name="conv1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(32, 3, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(128, activation="relu", name="dense"),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+        ],
+        name="fast",
+    )
+
+
+ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {"seed": seed, "fast": fast}
+
+
+def flops_per_image(model: keras.Model) -> int:
+    """Multiply-adds x 2 of one forward pass through the conv and dense layers (the bulk)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            h, w, c_out = layer.output.shape[1:]
+            c_in = layer.input.shape[-1]
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * c_out * kh * kw * c_in
+        elif isinstance(layer, layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
 
 
 def build(name: str) -> keras.Model:

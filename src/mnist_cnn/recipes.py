@@ -19,6 +19,21 @@ RECIPES: dict[str, dict[str, Any]] = {
         "warmup": 0.1,
         "shift": 2,
     },
+    # The fastest way found to 99% on a 2-core CPU: a half-width net, one epoch, batch 256,
+    # Adam with tuomaso/train_mnist_fast's betas, 20% warm-up then cosine decay.
+    "fast": {
+        "architecture": "fast",
+        "epochs": 1,
+        "batch_size": 256,
+        "lr": 0.015,
+        "optimizer": "adam",
+        "beta_1": 0.7,
+        "beta_2": 0.9,
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "warmup": 0.2,
+        "shift": 0,
+    },
     # The seed trained exactly as the seed did: the baseline the benchmark compares against.
     "seed-peer": {
         "architecture": "seed",

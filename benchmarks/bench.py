@@ -1,0 +1,205 @@
+"""Speed and accuracy of every recipe, side by side, in one invocation.
+
+    python benchmarks/bench.py                       # seed-peer, seed and fast, 3/3/5 seeds
+    python benchmarks/bench.py --recipes fast --seeds 5 --out bench.json
+    python benchmarks/bench.py --quick               # one seed each, seed-peer 2 epochs
+
+Each (recipe, seed) trains in a child process of its own (a fresh interpreter, as a user runs
+it), so peak RSS is that run's alone. Runs go one after another, never two at once. The
+child logs test accuracy after every epoch with the clock stopped, which gives the time to
+99%; the seed peer stops at the first epoch that reaches 99% (or after 8), as the seed did.
+Prints a table and writes the figures as JSON.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+DEFAULT_SEEDS = {"seed-peer": 3, "seed": 3, "fast": 5}
+TARGET = 0.99
+
+
+def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
+    """Train one recipe with one seed and measure its inference; write result.json."""
+    import keras
+    import numpy as np
+
+    from mnist_cnn import data, evaluate, models, train
+
+    ds = data.load()
+    stop_at_target = recipe == "seed-peer"
+
+    def probe(model: keras.Model) -> dict[str, float]:
+        acc = float((evaluate.predict_proba(model, ds.x_test).argmax(1) == ds.y_test).mean())
+        if stop_at_target and acc >= TARGET:
+            model.stop_training = True
+        return {"test_accuracy": acc}
+
+    cfg = train.make_config(recipe, seed=seed, out=str(out / "run"), epochs=max_epochs)
+    metrics = train.train(cfg, verbose=0, dataset=ds, probe=probe)
+    history = json.loads((out / "run" / "history.json").read_text())
+    elapsed, time_to_target = 0.0, None
+    for secs, acc in zip(history["epoch_seconds"], history["test_accuracy"], strict=True):
+        elapsed += secs
+        if acc >= TARGET:
+            time_to_target = elapsed
+            break
+
+    model = models.load(out / "run")
+    x = ds.x_test
+    evaluate.predict_proba(model, x[:1000])  # warm-up
+    batch_runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        evaluate.predict_proba(model, x, batch_size=1000)
+        batch_runs.append(len(x) / (time.perf_counter() - t))
+    one = x[:1]
+    model(one, training=False)
+    latencies = []
+    for i in range(200):
+        t = time.perf_counter()
+        np.asarray(model(x[i : i + 1], training=False))
+        latencies.append(time.perf_counter() - t)
+    result = {
+        "recipe": recipe,
+        "seed": seed,
+        "params": metrics["params"],
+        "flops_per_image": metrics["flops_per_image"],
+        "epochs": metrics["epochs"],
+        "train_seconds": metrics["train_seconds"],
+        "load_seconds": metrics["load_seconds"],
+        "time_to_99": time_to_target,
+        "test_accuracy": metrics["test_accuracy"],
+        "batch_images_per_s": statistics.median(batch_runs),
+        "single_latency_ms": 1000 * statistics.median(latencies),
+    }
+    (out / "result.json").write_text(json.dumps(result))
+
+
+def run_one(recipe: str, seed: int, max_epochs: int | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        cmd = [sys.executable, __file__, "--child", recipe, str(seed), tmp]
+        if max_epochs:
+            cmd += ["--max-epochs", str(max_epochs)]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{recipe} seed {seed} failed:\n{stderr[-3000:]}")
+        result = json.loads((Path(tmp) / "result.json").read_text())
+    result["process_seconds"] = wall
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def summarise(runs: list[dict]) -> dict:
+    accs = [r["test_accuracy"] for r in runs]
+    reached = [r["time_to_99"] for r in runs if r["time_to_99"] is not None]
+    first = runs[0]
+    return {
+        "recipe": first["recipe"],
+        "seeds": [r["seed"] for r in runs],
+        "params": first["params"],
+        "flops_per_image": first["flops_per_image"],
+        "epochs": statistics.median(r["epochs"] for r in runs),
+        "train_seconds_median": statistics.median(r["train_seconds"] for r in runs),
+        "train_seconds_all": [round(r["train_seconds"], 2) for r in runs],
+        "time_to_99_median": statistics.median(reached) if reached else None,
+        "reached_99": f"{len(reached)}/{len(runs)}",
+        "test_accuracy_mean": statistics.mean(accs),
+        "test_accuracy_std": statistics.pstdev(accs),
+        "test_accuracy_min": min(accs),
+        "test_accuracy_all": accs,
+        "batch_images_per_s": statistics.median(r["batch_images_per_s"] for r in runs),
+        "single_latency_ms": statistics.median(r["single_latency_ms"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "load_seconds_median": statistics.median(r["load_seconds"] for r in runs),
+        "process_seconds_median": statistics.median(r["process_seconds"] for r in runs),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        "| recipe | params | MFLOP/img | epochs | train s (median) | time to 99% s | "
+        "test acc mean ± std (min) | speed-up | batch img/s | 1-image ms | peak RSS MB |"
+    )
+    lines = [head, "|" + " --- |" * 11]
+    for r in rows:
+        t99 = (
+            f"{r['time_to_99_median']:.1f} ({r['reached_99']})"
+            if r["time_to_99_median"]
+            else (f"- ({r['reached_99']})")
+        )
+        speed = f"{r['speedup_vs_seed_peer']:.1f}x" if r.get("speedup_vs_seed_peer") else "-"
+        lines.append(
+            f"| {r['recipe']} | {r['params']:,} | {r['flops_per_image'] / 1e6:.2f} | "
+            f"{r['epochs']:g} | {r['train_seconds_median']:.1f} | {t99} | "
+            f"{100 * r['test_accuracy_mean']:.2f}% ± {100 * r['test_accuracy_std']:.2f} "
+            f"({100 * r['test_accuracy_min']:.2f}%) | {speed} | "
+            f"{r['batch_images_per_s']:,.0f} | {r['single_latency_ms']:.2f} | "
+            f"{r['peak_rss_mb']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recipes", nargs="+", default=list(DEFAULT_SEEDS))
+    p.add_argument("--seeds", type=int, help="seeds per recipe (default: 3, fast 5)")
+    p.add_argument("--quick", action="store_true", help="one seed each; seed-peer 2 epochs")
+    p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
+    p.add_argument("--child", nargs=3, metavar=("RECIPE", "SEED", "DIR"), help=argparse.SUPPRESS)
+    p.add_argument("--max-epochs", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        recipe, seed, out = args.child
+        return child(recipe, int(seed), Path(out), args.max_epochs)
+    if not os.environ.get("MNIST_DATA_DIR"):
+        print("note: MNIST_DATA_DIR unset; using the user cache or a download", file=sys.stderr)
+
+    rows = []
+    for recipe in args.recipes:
+        n = 1 if args.quick else (args.seeds or DEFAULT_SEEDS.get(recipe, 3))
+        max_epochs = 2 if args.quick and recipe == "seed-peer" else None
+        runs = []
+        for seed in range(n):
+            r = run_one(recipe, seed, max_epochs)
+            print(
+                f"{recipe} seed {seed}: test {r['test_accuracy']:.4f}  train "
+                f"{r['train_seconds']:.2f} s  time to 99% {r['time_to_99']}",
+                file=sys.stderr,
+                flush=True,
+            )
+            runs.append(r)
+        rows.append({**summarise(runs), "runs": runs})
+    peer = next((r for r in rows if r["recipe"] == "seed-peer"), None)
+    # the peer's median time to 99%, or its whole run when it never got there (a lower bound)
+    peer_time = peer and (peer["time_to_99_median"] or peer["train_seconds_median"])
+    for r in rows:
+        if peer_time and r["time_to_99_median"]:
+            r["speedup_vs_seed_peer"] = peer_time / r["time_to_99_median"]
+    report = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "python": platform.python_version(),
+        "speed-up": "seed peer's median time to 99% (its whole run if it never reached 99%) / "
+        "this recipe's median time to 99%",
+        "results": rows,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "results"}))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
