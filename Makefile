@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint clean
+.PHONY: train test bench lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -21,6 +21,10 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+## Every recipe side by side, several seeds each (about 20 minutes on 2 cores).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results-$$(date +%Y-%m-%d).json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,7 +40,7 @@ def test_run_folder_holds_every_artifact(small_run):
     assert saved == metrics
     assert saved["params"] == 225_034
     assert saved["epochs"] == 2 and saved["train_size"] == 3000 and saved["test_size"] == 1000
-    assert saved["train_seconds"] > 0
+    assert saved["train_seconds"] > 0 and saved["val_seconds"] > 0
     assert 0.85 < saved["test_accuracy"] <= 1.0  # 3,000 images, 2 epochs: it learned
     cm = np.array(saved["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == 1000
@@ -49,7 +49,15 @@ def test_run_folder_holds_every_artifact(small_run):
     assert all(0 <= v["f1"] <= 1 for v in saved["per_class"].values())
 
     history = json.loads((out / "history.json").read_text())
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr"):
+    for key in (
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "epoch_seconds",
+        "val_seconds",
+        "lr",
+    ):
         assert len(history[key]) == 2, key
     config = json.loads((out / "config.json").read_text())
     assert config["seed"] == 3 and config["train_limit"] == 3000

@@ -106,6 +106,9 @@ Probe = Callable[[keras.Model], dict[str, float]]
 class EpochLog(keras.callbacks.Callback):
     """history.json rewritten after every epoch, so a killed run keeps what it learned.
 
+    epoch_seconds is time spent training; the validation pass Keras runs at the end of each
+    epoch is timed apart (val_seconds), so train_seconds measures training alone.
+
     `probe(model)`, if given, adds values to each epoch's row after the epoch's clock has
     stopped (the benchmark uses it to log test accuracy per epoch without timing it).
     """
@@ -121,11 +124,19 @@ class EpochLog(keras.callbacks.Callback):
             old = artifacts.read_json(self.path) if self.path.exists() else {}
             self.history = {k: v[:epoch] for k, v in old.items()}
         self.started = time.perf_counter()
+        self.val_seconds = 0.0
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.val_started = time.perf_counter()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self.val_seconds += time.perf_counter() - self.val_started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        seconds = time.perf_counter() - self.started
+        seconds = time.perf_counter() - self.started - self.val_seconds
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {**{k: float(v) for k, v in (logs or {}).items()}, "epoch_seconds": seconds, "lr": lr}
+        row["val_seconds"] = self.val_seconds
         if self.probe is not None:
             row.update(self.probe(self.model))
         for key, value in row.items():
@@ -207,6 +218,7 @@ def train(
         "seed": cfg.seed,
         "epochs": len(history["loss"]),
         "train_seconds": round(sum(history["epoch_seconds"]), 3),
+        "val_seconds": round(sum(history.get("val_seconds", [])), 3),
         "load_seconds": round(load_seconds, 3),
         "val_accuracy": history["val_accuracy"][-1] if best else None,
         "best_val_epoch": best,
