@@ -13,6 +13,26 @@ from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.recipes import RECIPES
 
 
+def _at_least(low: float, kind: type = int):
+    """An argparse type that rejects values below `low` with a clear message."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is too small: it must be at least {low}")
+        return value
+
+    return parse
+
+
+POSITIVE = _at_least(1)
+NON_NEGATIVE = _at_least(0)
+POSITIVE_FLOAT = _at_least(1e-12, float)
+
+
 def _print_metrics(metrics: dict, where: Path) -> None:
     print(
         f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
@@ -87,22 +107,22 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model, evaluate it, write plots and metrics")
     t.add_argument("--model", default="seed", choices=recipes, help="recipe (default: seed)")
-    t.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
-    t.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
-    t.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    t.add_argument("--epochs", type=POSITIVE, help="epochs (default: the recipe's)")
+    t.add_argument("--batch-size", type=POSITIVE, help="batch size (default: the recipe's)")
+    t.add_argument("--lr", type=POSITIVE_FLOAT, help="peak learning rate (default: the recipe's)")
     t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
-    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--weight-decay", type=_at_least(0.0, float))
     t.add_argument("--schedule", choices=["cosine", "constant"])
-    t.add_argument("--shift", type=int, help="random shift augmentation, pixels (0: off)")
+    t.add_argument("--shift", type=NON_NEGATIVE, help="random shift augmentation, pixels (0: off)")
     t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
     t.add_argument(
         "--val-size",
-        type=int,
+        type=NON_NEGATIVE,
         default=5000,
         help="validation images carved from the training set (default 5000)",
     )
-    t.add_argument("--train-limit", type=int, help="train on the first N images only")
-    t.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    t.add_argument("--train-limit", type=POSITIVE, help="train on the first N images only")
+    t.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images only")
     t.add_argument("--out", help="run folder (default: runs/MODEL-seedN-TIMESTAMP)")
     t.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
     t.add_argument("--resume", metavar="RUN", help="continue a killed run from its last epoch")
@@ -113,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="a .keras file or a run folder")
     e.add_argument("--out", help="where to write (default: MODEL's folder/eval)")
     e.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
-    e.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    e.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images only")
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
