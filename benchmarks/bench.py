@@ -1,8 +1,8 @@
 """Speed and accuracy of every recipe, side by side, in one invocation.
 
-    python benchmarks/bench.py                       # seed-peer, seed and fast, 3/3/5 seeds
+    python benchmarks/bench.py                       # every recipe, 1-5 seeds each (~45 min)
     python benchmarks/bench.py --recipes fast --seeds 5 --out bench.json
-    python benchmarks/bench.py --quick               # one seed each, seed-peer 2 epochs
+    python benchmarks/bench.py --quick               # one seed each; seed-peer 2, best 1 epoch
 
 Each (recipe, seed) trains in a child process of its own (a fresh interpreter, as a user runs
 it), so peak RSS is that run's alone. Runs go one after another, never two at once. The
@@ -20,10 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-DEFAULT_SEEDS = {"seed-peer": 3, "seed": 3, "fast": 5}
+DEFAULT_SEEDS = {"seed-peer": 3, "seed": 3, "compact": 3, "fast": 5, "best": 1}
 TARGET = 0.99
 
 
@@ -32,9 +34,11 @@ def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
     import keras
     import numpy as np
 
-    from mnist_cnn import data, evaluate, models, train
+    from mnist_cnn import data, evaluate, export, models, train
 
+    started = time.perf_counter()
     ds = data.load()
+    load_seconds = time.perf_counter() - started
     stop_at_target = recipe == "seed-peer"
 
     def probe(model: keras.Model) -> dict[str, float]:
@@ -55,19 +59,12 @@ def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
 
     model = models.load(out / "run")
     x = ds.x_test
-    evaluate.predict_proba(model, x[:1000])  # warm-up
-    batch_runs = []
-    for _ in range(3):
-        t = time.perf_counter()
-        evaluate.predict_proba(model, x, batch_size=1000)
-        batch_runs.append(len(x) / (time.perf_counter() - t))
-    one = x[:1]
-    model(one, training=False)
-    latencies = []
-    for i in range(200):
-        t = time.perf_counter()
-        np.asarray(model(x[i : i + 1], training=False))
-        latencies.append(time.perf_counter() - t)
+    keras_batch = _throughput(lambda a: evaluate.predict_proba(model, a, batch_size=1000), x)
+    keras_default = _throughput(lambda a: model.predict(a, verbose=0), x)  # batch 32, as the seed
+    keras_one = _latency(lambda a: np.asarray(model(a, training=False)), x)
+    onnx_run = export.load_exported(export.export(model, "onnx", out / "model.onnx"))
+    onnx_batch = _throughput(lambda a: export.predict_batched(onnx_run, a), x)
+    onnx_one = _latency(onnx_run, x)
     result = {
         "recipe": recipe,
         "seed": seed,
@@ -75,13 +72,48 @@ def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
         "flops_per_image": metrics["flops_per_image"],
         "epochs": metrics["epochs"],
         "train_seconds": metrics["train_seconds"],
-        "load_seconds": metrics["load_seconds"],
+        "load_seconds": load_seconds,
         "time_to_99": time_to_target,
         "test_accuracy": metrics["test_accuracy"],
-        "batch_images_per_s": statistics.median(batch_runs),
-        "single_latency_ms": 1000 * statistics.median(latencies),
+        "batch_images_per_s": keras_batch,
+        "keras_predict_default_batch_images_per_s": keras_default,
+        "single_latency_ms": keras_one,
+        "onnx_batch_images_per_s": onnx_batch,
+        "onnx_single_latency_ms": onnx_one,
     }
     (out / "result.json").write_text(json.dumps(result))
+
+
+def _throughput(predict: Callable, x: Any, repeats: int = 3) -> float:
+    """Median images/s of predicting all of x, after one warm-up batch."""
+    predict(x[:1000])
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        predict(x)
+        runs.append(len(x) / (time.perf_counter() - t))
+    return statistics.median(runs)
+
+
+def _latency(predict: Callable, x: Any, n: int = 200) -> float:
+    """Median milliseconds to answer for one image, as a server would."""
+    predict(x[:1])
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        predict(x[i : i + 1])
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def run_one(recipe: str, seed: int, max_epochs: int | None) -> dict:
@@ -122,6 +154,11 @@ def summarise(runs: list[dict]) -> dict:
         "test_accuracy_all": accs,
         "batch_images_per_s": statistics.median(r["batch_images_per_s"] for r in runs),
         "single_latency_ms": statistics.median(r["single_latency_ms"] for r in runs),
+        "keras_predict_default_batch_images_per_s": statistics.median(
+            r["keras_predict_default_batch_images_per_s"] for r in runs
+        ),
+        "onnx_batch_images_per_s": statistics.median(r["onnx_batch_images_per_s"] for r in runs),
+        "onnx_single_latency_ms": statistics.median(r["onnx_single_latency_ms"] for r in runs),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "load_seconds_median": statistics.median(r["load_seconds"] for r in runs),
         "process_seconds_median": statistics.median(r["process_seconds"] for r in runs),
@@ -131,7 +168,8 @@ def summarise(runs: list[dict]) -> dict:
 def table(rows: list[dict]) -> str:
     head = (
         "| recipe | params | MFLOP/img | epochs | train s (median) | time to 99% s | "
-        "test acc mean ± std (min) | speed-up | batch img/s | 1-image ms | peak RSS MB |"
+        "test acc mean ± std (min) | speed-up | batch img/s Keras / ONNX RT | "
+        "1-image ms Keras / ONNX RT | peak RSS MB |"
     )
     lines = [head, "|" + " --- |" * 11]
     for r in rows:
@@ -146,7 +184,8 @@ def table(rows: list[dict]) -> str:
             f"{r['epochs']:g} | {r['train_seconds_median']:.1f} | {t99} | "
             f"{100 * r['test_accuracy_mean']:.2f}% ± {100 * r['test_accuracy_std']:.2f} "
             f"({100 * r['test_accuracy_min']:.2f}%) | {speed} | "
-            f"{r['batch_images_per_s']:,.0f} | {r['single_latency_ms']:.2f} | "
+            f"{r['batch_images_per_s']:,.0f} / {r['onnx_batch_images_per_s']:,.0f} | "
+            f"{r['single_latency_ms']:.2f} / {r['onnx_single_latency_ms']:.3f} | "
             f"{r['peak_rss_mb']:,.0f} |"
         )
     return "\n".join(lines)
@@ -155,8 +194,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_SEEDS))
-    p.add_argument("--seeds", type=int, help="seeds per recipe (default: 3, fast 5)")
-    p.add_argument("--quick", action="store_true", help="one seed each; seed-peer 2 epochs")
+    p.add_argument("--seeds", type=int, help="seeds per recipe (default: fast 5, best 1, others 3)")
+    p.add_argument("--quick", action="store_true", help="one seed each; seed-peer 2, best 1 epoch")
     p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
     p.add_argument("--child", nargs=3, metavar=("RECIPE", "SEED", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--max-epochs", type=int, help=argparse.SUPPRESS)
@@ -167,10 +206,11 @@ def main() -> None:
     if not os.environ.get("MNIST_DATA_DIR"):
         print("note: MNIST_DATA_DIR unset; using the user cache or a download", file=sys.stderr)
 
+    load_at_start = os.getloadavg()
     rows = []
     for recipe in args.recipes:
         n = 1 if args.quick else (args.seeds or DEFAULT_SEEDS.get(recipe, 3))
-        max_epochs = 2 if args.quick and recipe == "seed-peer" else None
+        max_epochs = {"seed-peer": 2, "best": 1}.get(recipe) if args.quick else None
         runs = []
         for seed in range(n):
             r = run_one(recipe, seed, max_epochs)
@@ -190,7 +230,8 @@ def main() -> None:
             r["speedup_vs_seed_peer"] = peer_time / r["time_to_99_median"]
     report = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_name()}",
+        "load_average_at_start": load_at_start,
         "python": platform.python_version(),
         "speed-up": "seed peer's median time to 99% (its whole run if it never reached 99%) / "
         "this recipe's median time to 99%",

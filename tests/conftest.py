@@ -32,3 +32,17 @@ def mnist_dir() -> Path:
     if missing:
         pytest.fail(f"MNIST_DATA_DIR={value} lacks {', '.join(missing)}; {_HINT}", pytrace=False)
     return directory
+
+
+SMALL = {"train_limit": 3000, "test_limit": 1000, "val_size": 500, "epochs": 2}
+
+
+@pytest.fixture(scope="session")
+def small_run(mnist_dir, tmp_path_factory):
+    """The seed model trained briefly on real MNIST: a run folder for tests of what follows."""
+    from mnist_cnn import train
+
+    out = tmp_path_factory.mktemp("runs") / "small"
+    cfg = train.make_config("seed", seed=3, data_dir=str(mnist_dir), out=str(out), **SMALL)
+    metrics = train.train(cfg, verbose=0)
+    return out, metrics

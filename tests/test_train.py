@@ -9,20 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SMALL
 from PIL import Image
 
 from mnist_cnn import cli, train
 from mnist_cnn.errors import MnistCnnError
-
-SMALL = {"train_limit": 3000, "test_limit": 1000, "val_size": 500, "epochs": 2}
-
-
-@pytest.fixture(scope="module")
-def small_run(mnist_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "small"
-    cfg = train.make_config("seed", seed=3, data_dir=str(mnist_dir), out=str(out), **SMALL)
-    metrics = train.train(cfg, verbose=0)
-    return out, metrics
 
 
 def test_run_folder_holds_every_artifact(small_run):

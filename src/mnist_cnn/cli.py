@@ -60,6 +60,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         "weight_decay": args.weight_decay,
         "schedule": args.schedule,
         "shift": args.shift,
+        "rotate": args.rotate,
+        "zoom": args.zoom,
+        "shear": args.shear,
+        "label_smoothing": args.label_smoothing,
         "train_limit": args.train_limit,
         "test_limit": args.test_limit,
     }
@@ -87,8 +91,47 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     ds = data.load(args.data_dir, val_size=0, test_limit=args.test_limit)
     source = Path(args.model)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "eval"
-    metrics = evaluate.evaluate(model, ds.x_test, ds.y_test, out, {"model_path": str(source)})
+    extra: dict = {"model_path": str(source)}
+    if args.tta:  # report both, so the gain is plain to see
+        plain = evaluate.score(evaluate.predict_proba(model, ds.x_test), ds.y_test)
+        extra["test_accuracy_without_tta"] = plain["test_accuracy"]
+        print(f"without TTA: test accuracy {plain['test_accuracy']:.4f}")
+    metrics = evaluate.evaluate(model, ds.x_test, ds.y_test, out, extra, tta=args.tta)
     _print_metrics(metrics, out)
+
+
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from mnist_cnn import artifacts, data, evaluate, models
+
+    out = artifacts.prepare_dir(args.out)
+    members = [models.load(path) for path in args.models]
+    model = models.ensemble(members)
+    ds = data.load(args.data_dir, val_size=0, test_limit=args.test_limit)
+    artifacts.write_with(out / "model.keras", model.save)
+    config = {"model": "ensemble", "members": [str(Path(p).resolve()) for p in args.models]}
+    artifacts.write_json(out / "config.json", config)
+    saved = models.load(out / "model.keras")
+    member_acc = [
+        evaluate.score(evaluate.predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"]
+        for m in members
+    ]
+    extra = {**config, "member_test_accuracy": member_acc}
+    metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, out, extra)
+    print("members: " + "  ".join(f"{a:.4f}" for a in member_acc))
+    _print_metrics(metrics, out)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from mnist_cnn import export, models
+
+    model = models.load(args.model)
+    source = Path(args.model)
+    folder = source if source.is_dir() else source.parent
+    out = Path(args.out) if args.out else folder / f"model{export.FORMATS[args.format]}"
+    if args.format == "saved_model" and not args.out:
+        out = folder / "saved_model"
+    path = export.export(model, args.format, out)
+    print(f"wrote {path}")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -113,7 +156,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
     t.add_argument("--weight-decay", type=_at_least(0.0, float))
     t.add_argument("--schedule", choices=["cosine", "constant"])
-    t.add_argument("--shift", type=NON_NEGATIVE, help="random shift augmentation, pixels (0: off)")
+    t.add_argument("--shift", type=_at_least(0.0, float), help="random shift, pixels (0: off)")
+    t.add_argument("--rotate", type=_at_least(0.0, float), help="random rotation, degrees")
+    t.add_argument("--zoom", type=_at_least(0.0, float), help="random zoom, fraction (0.1: ±10%%)")
+    t.add_argument("--shear", type=_at_least(0.0, float), help="random shear, degrees")
+    t.add_argument("--label-smoothing", type=_at_least(0.0, float), help="e.g. 0.1 (0: off)")
     t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
     t.add_argument(
         "--val-size",
@@ -134,7 +181,21 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="where to write (default: MODEL's folder/eval)")
     e.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
     e.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images only")
+    e.add_argument("--tta", action="store_true", help="average over one-pixel shifts too")
     e.set_defaults(func=cmd_evaluate)
+
+    n = sub.add_parser("ensemble", help="average saved models into one model, and score it")
+    n.add_argument("models", nargs="+", help=".keras files or run folders")
+    n.add_argument("--out", required=True, help="folder for the ensemble's model and metrics")
+    n.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
+    n.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images only")
+    n.set_defaults(func=cmd_ensemble)
+
+    x = sub.add_parser("export", help="write a model as ONNX, TFLite or a TF SavedModel")
+    x.add_argument("--model", required=True, help="a .keras file or a run folder")
+    x.add_argument("--format", required=True, choices=["onnx", "tflite", "saved_model"])
+    x.add_argument("--out", help="file (folder for saved_model); default: beside the model")
+    x.set_defaults(func=cmd_export)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
     s.add_argument("--model", default="seed", help="recipe or architecture (default: seed)")

@@ -11,9 +11,32 @@ from mnist_cnn import artifacts, plots
 CLASSES = list(range(10))
 
 
-def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities for raw-pixel images, shape (N, 10)."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+# Test-time augmentation: the image as it is and moved one pixel each way (dy, dx).
+TTA_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def predict_proba(
+    model: keras.Model, x: np.ndarray, batch_size: int = 1000, tta: bool = False
+) -> np.ndarray:
+    """Class probabilities for raw-pixel images, shape (N, 10).
+
+    With tta=True, the mean over the image and its one-pixel shifts (TTA_SHIFTS): five
+    forward passes that smooth out a digit's exact position.
+    """
+    if not tta:
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    views = [shift(x, dy, dx) for dy, dx in TTA_SHIFTS]
+    return np.mean([predict_proba(model, v, batch_size) for v in views], axis=0)
+
+
+def shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Images moved by (dy, dx) whole pixels, the uncovered edge filled with black."""
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
 
 
 def score(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -54,11 +77,13 @@ def evaluate(
     y_test: np.ndarray,
     out_dir: str | Path,
     extra: dict[str, Any] | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Score the model and write metrics.json, confusion.png and misclassified.png to out_dir."""
     out_dir = artifacts.prepare_dir(out_dir)
-    probs = predict_proba(model, x_test)
+    probs = predict_proba(model, x_test, tta=tta)
     metrics = {**(extra or {}), **score(probs, y_test), "params": int(model.count_params())}
+    metrics["tta"] = tta
     pred = probs.argmax(axis=1)
     plots.confusion(np.array(metrics["confusion_matrix"]), out_dir / "confusion.png")
     plots.misclassified(x_test, y_test, pred, probs.max(axis=1), out_dir / "misclassified.png")

@@ -34,6 +34,36 @@ RECIPES: dict[str, dict[str, Any]] = {
         "warmup": 0.2,
         "shift": 0,
     },
+    # The fast architecture trained the default way: 99.4% at a third of the seed's FLOPs,
+    # for when inference speed matters (batch prediction, serving).
+    "compact": {
+        "architecture": "fast",
+        "epochs": 8,
+        "batch_size": 128,
+        "lr": 3e-3,
+        "optimizer": "adamw",
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "warmup": 0.1,
+        "shift": 2,
+    },
+    # Built for accuracy: a 7-conv batch-norm net, every image rotated, zoomed, sheared and
+    # shifted afresh each epoch, label smoothing, AdamW with warm-up then cosine decay.
+    "best": {
+        "architecture": "best",
+        "epochs": 15,
+        "batch_size": 128,
+        "lr": 3e-3,
+        "optimizer": "adamw",
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "warmup": 0.1,
+        "shift": 2.5,
+        "rotate": 10.0,
+        "zoom": 0.1,
+        "shear": 10.0,
+        "label_smoothing": 0.1,
+    },
     # The seed trained exactly as the seed did: the baseline the benchmark compares against.
     "seed-peer": {
         "architecture": "seed",

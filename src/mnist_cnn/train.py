@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, data, evaluate, models, plots
+from mnist_cnn import artifacts, augment, data, evaluate, models, plots
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.recipes import RECIPES
 
@@ -32,7 +32,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     warmup: float = 0.0
-    shift: int = 0
+    shift: float = 0
+    rotate: float = 0.0
+    zoom: float = 0.0
+    shear: float = 0.0
+    label_smoothing: float = 0.0
     seed: int = 0
     val_size: int = 5000
     train_limit: int | None = None
@@ -46,6 +50,9 @@ def make_config(model: str = "seed", **overrides: Any) -> TrainConfig:
     if model not in RECIPES:
         raise MnistCnnError(f"unknown model {model!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
+    for key, high in (("label_smoothing", 1), ("zoom", 1), ("shear", 60), ("rotate", 180)):
+        if not 0 <= values.get(key, 0) < high:
+            raise MnistCnnError(f"{key} must be at least 0 and below {high}, not {values[key]}")
     return TrainConfig(model=model, **values)
 
 
@@ -74,14 +81,14 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     raise MnistCnnError(f"unknown optimizer {cfg.optimizer!r}: use adamw, adam or sgd")
 
 
-class ShiftedBatches(keras.utils.PyDataset):
-    """Shuffled batches whose images move by up to `shift` pixels: cheap, label-safe."""
+class Batches(keras.utils.PyDataset):
+    """Shuffled training batches, augmented afresh every epoch as `aug` says (or not at all)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shift: int, seed: int):
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, aug: augment.Augment, seed: int
+    ):
         super().__init__()
-        s = shift
-        self.padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
-        self.y, self.batch_size, self.shift, self.seed = y, batch_size, shift, seed
+        self.x, self.y, self.batch_size, self.aug, self.seed = x, y, batch_size, aug, seed
         self.epoch = 0
         self.order = np.random.default_rng((seed, 0)).permutation(len(y))
 
@@ -91,9 +98,7 @@ class ShiftedBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        dy, dx = rng.integers(0, 2 * self.shift + 1, size=(2, len(idx)))
-        windows = np.lib.stride_tricks.sliding_window_view(self.padded[idx], (28, 28), axis=(1, 2))
-        return windows[np.arange(len(idx)), dy, dx].transpose(0, 2, 3, 1), self.y[idx]
+        return augment.apply(self.x[idx], rng, self.aug), self.y[idx]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -186,21 +191,28 @@ def train(
 
     model = models.build(cfg.architecture)
     steps = math.ceil(len(ds.y_train) / cfg.batch_size)
-    model.compile(
-        optimizer=make_optimizer(cfg, steps),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    y_train, y_val = ds.y_train, ds.y_val
+    if cfg.label_smoothing:  # Keras smooths one-hot targets only
+        y_train, y_val = (
+            keras.utils.to_categorical(y, models.NUM_CLASSES) for y in (y_train, y_val)
+        )
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
     callbacks = [
         EpochLog(run / "history.json", probe),
         keras.callbacks.BackupAndRestore(str(run / "checkpoint"), double_checkpoint=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
     ]
-    validation = (ds.x_val, ds.y_val) if len(ds.y_val) else None
-    if cfg.shift:
-        inputs = {"x": ShiftedBatches(ds.x_train, ds.y_train, cfg.batch_size, cfg.shift, cfg.seed)}
+    validation = (ds.x_val, y_val) if len(y_val) else None
+    aug = augment.Augment(cfg.shift, cfg.rotate, cfg.zoom, cfg.shear)
+    if aug:
+        inputs = {"x": Batches(ds.x_train, y_train, cfg.batch_size, aug, cfg.seed)}
     else:
-        inputs = {"x": ds.x_train, "y": ds.y_train, "batch_size": cfg.batch_size}
+        inputs = {"x": ds.x_train, "y": y_train, "batch_size": cfg.batch_size}
     model.fit(
         **inputs,
         epochs=cfg.epochs,

@@ -1,0 +1,78 @@
+"""Training-time augmentation: each epoch sees every digit moved a little differently.
+
+Only the training batches are touched; the model itself holds no augmentation, so prediction,
+evaluation and exported models see the image as it is. Every draw comes from a numpy Generator
+seeded by (run seed, epoch, batch), so a run repeats exactly and a resumed run continues the
+same sequence.
+"""
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+CENTRE = 13.5  # the middle of a 28x28 image, in pixel coordinates
+
+
+@dataclass(frozen=True)
+class Augment:
+    """How far each training image may move: plain values, saved in config.json."""
+
+    shift: float = 0.0  # pixels, each way
+    rotate: float = 0.0  # degrees, each way
+    zoom: float = 0.0  # fraction, each way, independently along x and y
+    shear: float = 0.0  # degrees, each way
+
+    @property
+    def affine(self) -> bool:
+        """Needs resampling: any rotation, zoom or shear, or a shift by part of a pixel."""
+        return bool(self.rotate or self.zoom or self.shear or self.shift % 1)
+
+    def __bool__(self) -> bool:
+        return bool(self.shift or self.affine)
+
+
+def shift_batch(x: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarray:
+    """Move each image by a whole number of pixels (up to `shift`), filling with black."""
+    s = int(shift)
+    padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, len(x)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (28, 28), axis=(1, 2))
+    return windows[np.arange(len(x)), dy, dx].transpose(0, 2, 3, 1)
+
+
+def affine_matrices(n: int, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """n random maps from output to input pixel coordinates, in Keras' 8-number form.
+
+    Rotation, shear and zoom about the image centre, then a shift; the map is drawn directly
+    as the inverse transform (its distribution is symmetric), which is what resampling needs.
+    """
+    theta = np.radians(rng.uniform(-aug.rotate, aug.rotate, n))
+    shear = np.radians(rng.uniform(-aug.shear, aug.shear, n))
+    zx, zy = 1 + rng.uniform(-aug.zoom, aug.zoom, (2, n))
+    tx, ty = rng.uniform(-aug.shift, aug.shift, (2, n))
+    cos, sin, tan = np.cos(theta), np.sin(theta), np.tan(shear)
+    # M = rotation @ shear @ diag(zx, zy), acting on (x, y) = (column, row)
+    a0, a1 = cos * zx, (cos * tan - sin) * zy
+    b0, b1 = sin * zx, (sin * tan + cos) * zy
+    a2 = CENTRE - a0 * CENTRE - a1 * CENTRE + tx
+    b2 = CENTRE - b0 * CENTRE - b1 * CENTRE + ty
+    zeros = np.zeros(n)
+    return np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1).astype("float32")
+
+
+def affine_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Warp each image by its own random affine map, one bilinear resampling per image."""
+    out = keras.ops.image.affine_transform(
+        x, affine_matrices(len(x), rng, aug), interpolation="bilinear", fill_value=0
+    )
+    return keras.ops.convert_to_numpy(out)
+
+
+def apply(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """The augmentation `aug` asks for: a random affine warp, or whole-pixel shifts only."""
+    if aug.affine:
+        return affine_batch(x, rng, aug)
+    if aug.shift:
+        return shift_batch(x, rng, int(aug.shift))
+    return x

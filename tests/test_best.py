@@ -1,0 +1,147 @@
+"""The accuracy recipe's parts: augmentation, the best net, ensembles and test-time augmentation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnist_cnn import augment, cli, data, evaluate, models, train
+
+
+def digits(n: int = 32, seed: int = 0) -> np.ndarray:
+    """Blobs of 'ink' well inside a 28x28 frame: enough to see what a warp does."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28, 1), "float32")
+    for i in range(n):
+        r, c = rng.integers(8, 16, 2)
+        x[i, r : r + 6, c : c + 4] = 255
+    return x
+
+
+def test_no_augmentation_changes_nothing():
+    x = digits()
+    assert not augment.Augment()
+    assert augment.apply(x, np.random.default_rng(0), augment.Augment()) is x
+
+
+def test_identity_affine_map_returns_the_image():
+    x = digits()
+    m = augment.affine_matrices(len(x), np.random.default_rng(0), augment.Augment())
+    assert np.allclose(m, [1, 0, 0, 0, 1, 0, 0, 0])
+    out = augment.affine_batch(x, np.random.default_rng(0), augment.Augment(rotate=1e-9))
+    assert np.allclose(out, x, atol=1e-3)
+
+
+def test_augmentation_moves_ink_but_keeps_shape_range_and_mass():
+    x = digits(64)
+    aug = augment.Augment(shift=2.5, rotate=10, zoom=0.1, shear=10)
+    out = augment.apply(x, np.random.default_rng(1), aug)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255.01
+    assert np.mean(np.abs(out - x) > 1) > 0.01  # it did move
+    ratio = out.sum((1, 2, 3)) / x.sum((1, 2, 3))  # ink stays within zoom and resampling
+    assert np.all((ratio > 0.7) & (ratio < 1.35))
+    again = augment.apply(x, np.random.default_rng(1), aug)
+    assert np.array_equal(out, again)  # seeded: repeatable
+
+
+def test_whole_pixel_shift_is_exact():
+    x = digits(16)
+    out = augment.apply(x, np.random.default_rng(2), augment.Augment(shift=2))
+    for a, b in zip(x, out, strict=True):  # some shift in [-2, 2]^2 reproduces it exactly
+        assert any(
+            np.array_equal(evaluate.shift(a[None], dy, dx)[0], b)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        )
+
+
+def test_batches_keep_labels_with_their_images():
+    x = np.arange(300, dtype="float32")[:, None, None, None] * np.ones((1, 28, 28, 1), "float32")
+    y = np.arange(300)
+    batches = train.Batches(x, y, 64, augment.Augment(shift=2), seed=5)
+    assert len(batches) == 5
+    seen = []
+    for i in range(len(batches)):
+        bx, by = batches[i]
+        assert bx.shape[1:] == (28, 28, 1) and len(bx) == len(by)
+        centre = bx[:, 14, 14, 0]  # the constant image value survives a 2-pixel shift
+        assert np.array_equal(centre, by.astype("float32"))
+        seen += list(by)
+    assert sorted(seen) == list(range(300))  # every image once per epoch
+    first = batches[0][1].copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(first, batches[0][1])  # reshuffled
+
+
+def test_best_model_has_no_randomness_at_inference(tmp_path):
+    model = models.build("best")
+    assert 300_000 < model.count_params() < 350_000
+    x = digits(8)
+    a, b = np.asarray(model(x)), np.asarray(model(x))
+    assert np.array_equal(a, b)  # dropout off, batch-norm on its moving statistics
+    assert np.allclose(a.sum(1), 1, atol=1e-5)
+    assert not np.array_equal(np.asarray(model(x, training=True)), a)
+
+
+def test_tta_shift_moves_pixels():
+    x = digits(2)
+    moved = evaluate.shift(x, 1, -1)
+    assert np.array_equal(moved[:, 1:, :-1], x[:, :-1, 1:])
+    assert not moved[:, 0].any() and not moved[:, :, -1].any()
+
+
+@pytest.fixture(scope="module")
+def best_run(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("best") / "run"
+    cfg = train.make_config(
+        "best",
+        seed=1,
+        data_dir=str(mnist_dir),
+        out=str(out),
+        train_limit=4000,
+        test_limit=1000,
+        val_size=500,
+        epochs=2,
+    )
+    return out, train.train(cfg, verbose=0)
+
+
+def test_a_short_best_run_learns(best_run):
+    out, metrics = best_run
+    assert metrics["params"] == models.build("best").count_params()
+    assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
+    config = json.loads((out / "config.json").read_text())
+    assert config["rotate"] == 10 and config["label_smoothing"] == 0.1
+    history = json.loads((out / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_ensemble_is_the_mean_of_its_members(best_run, small_run, mnist_dir, tmp_path, capsys):
+    runs = [best_run[0], small_run[0]]
+    out = tmp_path / "ens"
+    code = cli.main(["ensemble", *map(str, runs), "--out", str(out), "--test-limit", "500"])
+    assert code == 0
+    x = data.load(mnist_dir, val_size=0, test_limit=500).x_test
+    mean = np.mean([evaluate.predict_proba(models.load(r), x) for r in runs], axis=0)
+    ens = models.load(out)  # saved and loaded like any model
+    assert np.allclose(evaluate.predict_proba(ens, x), mean, atol=1e-6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_size"] == 500 and len(metrics["member_test_accuracy"]) == 2
+    assert (out / "misclassified.png").exists() and (out / "confusion.png").exists()
+    assert "members:" in capsys.readouterr().out
+    # the ensemble evaluates through the ordinary command, with and without TTA
+    assert cli.main(["evaluate", str(out), "--test-limit", "300", "--tta"]) == 0
+    scored = json.loads((out / "eval" / "metrics.json").read_text())
+    assert scored["tta"] is True and 0 < scored["test_accuracy_without_tta"] <= 1
+
+
+def test_bad_augmentation_values_are_refused(tmp_path, capsys):
+    for flag, value in (("--label-smoothing", "1.5"), ("--zoom", "2")):
+        assert cli.main(["train", flag, value, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "label_smoothing must be" in err and "zoom must be" in err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--rotate", "-3"])
+    assert "-3.0 is too small" in capsys.readouterr().err

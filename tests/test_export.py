@@ -1,0 +1,74 @@
+"""Exported models (ONNX, TFLite, SavedModel) answer like the Keras model on all of MNIST test."""
+
+import numpy as np
+import pytest
+
+from mnist_cnn import cli, data, evaluate, export, models
+from mnist_cnn.errors import MnistCnnError
+
+
+@pytest.fixture(scope="module")
+def reference(small_run, mnist_dir):
+    out, _ = small_run
+    x = data.load(mnist_dir, val_size=0).x_test
+    return out, x, evaluate.predict_proba(models.load(out), x)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "saved_model"])
+def test_export_agrees_with_keras_on_the_full_test_set(fmt, reference, tmp_path, capsys):
+    run_dir, x, keras_proba = reference
+    target = tmp_path / f"model{export.FORMATS[fmt]}"
+    assert cli.main(["export", "--model", str(run_dir), "--format", fmt, "--out", str(target)]) == 0
+    assert str(target) in capsys.readouterr().out
+    proba = export.predict_batched(export.load_exported(target), x)  # raw 0-255 pixels in
+    assert proba.shape == (10_000, 10)
+    assert (proba.argmax(1) == keras_proba.argmax(1)).mean() >= 0.999
+    assert np.abs(proba - keras_proba).max() < 1e-3
+    assert np.allclose(proba.sum(1), 1, atol=1e-4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_saved_model_export_replaces_an_old_one_whole(small_run, tmp_path):
+    model = models.load(small_run[0])
+    target = tmp_path / "sm"
+    export.export(model, "saved_model", target)
+    (target / "stale.txt").write_text("from an earlier export")
+    export.export(model, "saved_model", target)
+    assert (target / "saved_model.pb").exists() and not (target / "stale.txt").exists()
+
+
+def test_export_default_path_is_beside_the_model(small_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run[0], run)
+    assert cli.main(["export", "--model", str(run), "--format", "onnx"]) == 0
+    assert (run / "model.onnx").stat().st_size > 100_000
+
+
+def test_export_errors_are_one_clear_message(small_run, tmp_path, capsys):
+    model = models.load(small_run[0])
+    with pytest.raises(MnistCnnError, match="unknown format"):
+        export.export(model, "pickle", tmp_path / "m.pkl")
+    with pytest.raises(MnistCnnError, match="no exported model"):
+        export.load_exported(tmp_path / "missing.onnx")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(MnistCnnError, match="not an exported model"):
+        export.load_exported(tmp_path / "notes.txt")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = cli.main(
+        [
+            "export",
+            "--model",
+            str(small_run[0]),
+            "--format",
+            "onnx",
+            "--out",
+            str(blocker / "m.onnx"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnist-cnn: error: ") and "Traceback" not in err
+    assert cli.main(["export", "--model", str(tmp_path / "nope"), "--format", "onnx"]) == 2
