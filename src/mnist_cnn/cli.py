@@ -134,6 +134,21 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mnist_cnn import predict
+
+    classify = predict.classifier(args.model)
+    if args.number:
+        results = predict.read_number_files(args.files, classify, args.min_confidence)
+    else:
+        results = predict.predict_files(args.files, classify, args.min_confidence, args.show_input)
+    print(predict.as_json(results) if args.json else predict.as_table(results))
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        print(f"mnist-cnn: {failed} of {len(results)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     from mnist_cnn import models
 
@@ -197,6 +212,20 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="file (folder for saved_model); default: beside the model")
     x.set_defaults(func=cmd_export)
 
+    r = sub.add_parser("predict", help="read the digit in each image file")
+    r.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, BMP, GIF, TIFF or WebP")
+    r.add_argument("--model", required=True, help=".keras file, run folder, .onnx or .tflite")
+    r.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    r.add_argument(
+        "--min-confidence",
+        type=_at_least(0.0, float),
+        default=0.0,
+        help="answer unsure (digit null) below this probability (default 0: always answer)",
+    )
+    r.add_argument("--show-input", metavar="DIR", help="save the 28x28 the model saw, per file")
+    r.add_argument("--number", action="store_true", help="read several digits in a row")
+    r.set_defaults(func=cmd_predict)
+
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
     s.add_argument("--model", default="seed", help="recipe or architecture (default: seed)")
     s.set_defaults(func=cmd_summary)
@@ -206,14 +235,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except MnistCnnError as err:
         print(f"mnist-cnn: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mnist-cnn: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,256 @@
+"""Reading digits from image files: MNIST-style normalisation, formats, and every bad input."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from mnist_cnn import cli, data, predict
+
+
+@pytest.fixture(scope="module")
+def test_digits(mnist_dir):
+    ds = data.load(mnist_dir, val_size=0, test_limit=200)
+    return ds.x_test[..., 0], ds.y_test
+
+
+@pytest.fixture(scope="module")
+def some_digits(test_digits):
+    """A handful of real MNIST test digits for the property tests."""
+    return test_digits[0][:20]
+
+
+def place(digit: np.ndarray, scale: float, top: int, left: int, invert: bool, size=(160, 200)):
+    """The digit resized by `scale` and put on a bigger canvas, maybe dark ink on white."""
+    side = max(8, round(28 * scale))
+    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((side, side)), np.float32)
+    canvas = np.zeros(size, np.float32)
+    top, left = min(top, size[0] - side), min(left, size[1] - side)
+    canvas[top : top + side, left : left + side] = big
+    return 255 - canvas if invert else canvas
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two 28x28 images, allowing the half-pixel placement ambiguity of 1 px."""
+    return max(
+        float(np.corrcoef(np.roll(a, (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1])
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+
+
+def test_an_mnist_digit_stays_an_mnist_digit(test_digits):
+    x, _ = test_digits
+    for digit in x[:50]:
+        out = predict.normalise(digit)
+        assert out.shape == (28, 28) and out.dtype == np.float32
+        assert out.min() >= 0 and out.max() <= 255
+        assert similarity(out, digit) > 0.9
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    index=st.integers(0, 19),
+    scale=st.floats(0.8, 5.0),
+    top=st.integers(0, 120),
+    left=st.integers(0, 160),
+    invert=st.booleans(),
+)
+def test_moved_scaled_or_inverted_digit_normalises_the_same(
+    some_digits, index, scale, top, left, invert
+):
+    digit = some_digits[index]
+    reference = predict.normalise(digit)
+    moved = predict.normalise(place(digit, scale, top, left, invert))
+    assert similarity(moved, reference) > 0.8
+    cy, cx = np.argwhere(moved > 0).mean(0)  # the ink sits in the middle
+    assert abs(cy - 13.5) < 4 and abs(cx - 13.5) < 4
+
+
+def test_rendered_digits_read_like_the_originals(small_run, test_digits, tmp_path):
+    x, y = test_digits
+    classify = predict.classifier(small_run[0])
+    raw = classify(x[:100, ..., None]).argmax(1)
+    paths = []
+    for i, digit in enumerate(x[:100]):
+        canvas = place(digit, 6, 20 + i % 30, 10 + i % 40, invert=True, size=(240, 260))
+        noisy = np.clip(
+            canvas * 0.85 + 20 + np.random.default_rng(i).normal(0, 8, canvas.shape), 0, 255
+        )
+        paths.append(tmp_path / f"d{i}.jpg")
+        Image.fromarray(noisy.astype(np.uint8)).save(paths[-1], quality=90)
+    results = predict.predict_files(paths, classify)
+    read = np.array([r.digit for r in results])
+    assert (read == raw).mean() >= 0.95
+    assert (read == y[:100]).mean() >= 0.85  # a briefly trained model, on photographed-style input
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"])
+def test_every_format_reads(fmt, small_run, test_digits, tmp_path):
+    x, _ = test_digits
+    path = tmp_path / f"digit.{fmt.lower()}"
+    Image.fromarray((255 - place(x[0], 4, 10, 10, False)).astype(np.uint8)).save(path, fmt)
+    (result,) = predict.predict_files([path], predict.classifier(small_run[0]))
+    assert result.error is None and result.digit is not None
+
+
+def test_transparent_png_is_ink_on_white(test_digits, tmp_path):
+    x, _ = test_digits
+    alpha = place(x[0], 4, 10, 10, False).astype(np.uint8)
+    rgba = np.zeros((*alpha.shape, 4), np.uint8)
+    rgba[..., 3] = alpha  # black ink only where alpha is set; transparent elsewhere
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    gray = predict.read_image(tmp_path / "t.png")
+    assert gray[0, 0] == 255 and gray.min() < 50
+    assert similarity(predict.normalise(gray), predict.normalise(x[0])) > 0.8
+
+
+def bad_files(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(255 - place(np.eye(28) * 255, 2, 2, 2, False, (60, 60)).astype(np.uint8)).save(
+        good
+    )
+    buf = io.BytesIO()
+    Image.new("L", (200, 200), 128).save(buf, "PNG")
+    files = {
+        "text": ("notes.png", b"hello, not an image"),
+        "empty": ("empty.jpg", b""),
+        "truncated": ("cut.png", buf.getvalue()[: len(buf.getvalue()) // 2]),
+    }
+    paths = {}
+    for key, (name, content) in files.items():
+        paths[key] = tmp_path / name
+        paths[key].write_bytes(content)
+    paths["blank"] = tmp_path / "blank.png"
+    Image.new("L", (100, 80), 250).save(paths["blank"])
+    paths["huge"] = tmp_path / "huge.png"
+    Image.new("1", (10_000, 6_000), 1).save(paths["huge"])  # 60 Mpx: a few KB on disk
+    paths["bomb"] = tmp_path / "bomb.png"
+    Image.new("1", (12_000, 10_000), 0).save(paths["bomb"])  # 120 Mpx: Pillow's own guard
+    paths["missing"] = tmp_path / "missing.png"
+    return good, paths
+
+
+def test_bad_files_get_their_own_error_and_the_rest_go_on(small_run, tmp_path, capsys):
+    good, bad = bad_files(tmp_path)
+    args = ["predict", "--model", str(small_run[0]), "--json", str(good), *map(str, bad.values())]
+    assert cli.main(args) == 1
+    captured = capsys.readouterr()
+    results = {r["file"]: r for r in json.loads(captured.out)}
+    assert results[str(good)]["error"] is None and results[str(good)]["digit"] is not None
+    expect = {
+        "text": "not an image",
+        "empty": "not an image",
+        "truncated": "damaged or truncated",
+        "blank": "no ink found",
+        "huge": "too large",
+        "bomb": "decompression bomb",
+        "missing": "no such file",
+    }
+    for key, words in expect.items():
+        r = results[str(bad[key])]
+        assert r["digit"] is None and words in r["error"], (key, r["error"])
+    assert "7 of 8 files failed" in captured.err and "Traceback" not in captured.err
+
+
+def test_json_fields_min_confidence_and_show_input(small_run, test_digits, tmp_path, capsys):
+    x, _ = test_digits
+    path = tmp_path / "seven.png"
+    Image.fromarray((255 - place(x[0], 3, 5, 5, False, (100, 100))).astype(np.uint8)).save(path)
+    shown = tmp_path / "seen"
+    args = [
+        "predict",
+        "--model",
+        str(small_run[0]),
+        str(path),
+        "--json",
+        "--show-input",
+        str(shown),
+    ]
+    assert cli.main(args) == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert set(r) == {"file", "digit", "confidence", "top3", "error"}
+    assert r["digit"] == r["top3"][0][0] and r["confidence"] == r["top3"][0][1]
+    assert len(r["top3"]) == 3 and r["top3"][0][1] >= r["top3"][1][1] >= r["top3"][2][1]
+    with Image.open(shown / "seven.png") as seen:
+        assert seen.size == (28, 28) and seen.mode == "L"
+    assert cli.main([*args[:4], "--json", "--min-confidence", "1.01"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert r["digit"] is None and r["confidence"] > 0  # unsure, but still shows its guess
+    assert cli.main(args[:4]) == 0
+    assert "seven.png: " in capsys.readouterr().out
+
+
+def test_onnx_model_reads_files_too(small_run, test_digits, tmp_path):
+    from mnist_cnn import export, models
+
+    onnx = export.export(models.load(small_run[0]), "onnx", tmp_path / "m.onnx")
+    x, _ = test_digits
+    path = tmp_path / "d.png"
+    Image.fromarray(x[3].astype(np.uint8)).save(path)
+    (a,) = predict.predict_files([path], predict.classifier(onnx))
+    (b,) = predict.predict_files([path], predict.classifier(small_run[0]))
+    assert a.digit == b.digit and abs(a.confidence - b.confidence) < 1e-4
+
+
+def row_of(digits, gap: int, scale: int = 4) -> np.ndarray:
+    """Digits written in a row, dark on white, `gap` px of paper between their ink."""
+    tiles = []
+    for d in digits:
+        big = Image.fromarray(d.astype(np.uint8)).resize((28 * scale, 28 * scale))
+        tile = np.asarray(big, np.float32)
+        tiles.append(tile[:, tile.any(0)])
+    page = np.zeros((28 * scale + 40, sum(t.shape[1] for t in tiles) + gap * len(tiles) + 60))
+    col = 30
+    for tile in tiles:
+        area = page[20 : 20 + tile.shape[0], col : col + tile.shape[1]]
+        np.maximum(area, tile, out=area)
+        col += tile.shape[1] + gap
+    return (255 - page).astype(np.float32)
+
+
+def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, tmp_path, capsys):
+    x, y = test_digits
+    classify = predict.classifier(small_run[0])
+    right = np.flatnonzero(classify(x[..., None]).argmax(1) == y)  # digits the model knows
+    paths, expected = [], []
+    for n in range(3):
+        idx = right[[n, 10 + n, 20 + n, 30 + n]]
+        expected.append("".join(map(str, y[idx])))
+        paths.append(tmp_path / f"number{n}.png")
+        Image.fromarray(row_of(x[idx], gap=16).astype(np.uint8)).save(paths[-1])
+    args = ["predict", "--number", "--json", "--model", str(small_run[0]), *map(str, paths)]
+    assert cli.main(args) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["number"] for r in results] == expected
+    for r in results:
+        assert len(r["digits"]) == 4 and r["error"] is None
+        lefts = [d["box"][0] for d in r["digits"]]
+        assert lefts == sorted(lefts)
+        assert all(0 < d["confidence"] <= 1 and len(d["top3"]) == 3 for d in r["digits"])
+
+
+def test_touching_digits_are_split_and_broken_ones_joined(test_digits):
+    from scipy import ndimage
+
+    x, y = test_digits
+    for pair, gap in (([0, 1], -14), ([3, 4], -10)):  # a 7 and a 2, a 0 and a 4: overlapping
+        ink = 255 - row_of(x[pair], gap=gap)
+        blobs = ndimage.label(ink > predict._otsu(ink), structure=np.ones((3, 3)))[1]
+        assert blobs == 1  # the two digits touch: one connected blob
+        assert len(predict.segment(ink)) == 2
+    seven = 255 - row_of(x[[int(np.flatnonzero(y == 7)[0])]], gap=0)
+    rows = np.flatnonzero((seven > 0).any(1))
+    seven[rows[len(rows) // 2] - 2 : rows[len(rows) // 2] + 2] = 0  # cut it in two
+    assert len(predict.segment(seven)) == 1
+
+
+def test_blank_page_has_no_number(small_run, tmp_path, capsys):
+    Image.new("L", (400, 100), 240).save(tmp_path / "blank.png")
+    args = ["predict", "--number", "--model", str(small_run[0]), str(tmp_path / "blank.png")]
+    assert cli.main(args) == 1
+    assert "no ink found" in capsys.readouterr().out
