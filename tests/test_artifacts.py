@@ -50,7 +50,7 @@ def test_read_json_missing_and_corrupt(tmp_path):
         ("--epochs", "0", "0 is too small"),
         ("--batch-size", "-4", "-4 is too small"),
         ("--lr", "0", "0.0 is too small"),
-        ("--shift", "-1", "-1 is too small"),
+        ("--shift", "-1", "-1.0 is too small"),
         ("--epochs", "ten", "'ten' is not a number"),
     ],
 )
