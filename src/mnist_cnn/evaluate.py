@@ -6,7 +6,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, plots
+from mnist_cnn import artifacts, calibrate, plots
 
 CLASSES = list(range(10))
 
@@ -65,6 +65,7 @@ def score(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         "test_accuracy": float((pred == y).mean()),
         "test_loss": loss,
         "test_errors": int((pred != y).sum()),
+        "test_ece": calibrate.ece(probs, y),
         "test_size": len(y),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, augment, data, evaluate, models, plots
+from mnist_cnn import artifacts, augment, calibrate, data, evaluate, models, plots
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.recipes import RECIPES
 
@@ -221,6 +221,11 @@ def train(
         verbose=verbose,
     )
 
+    calibration = None
+    if len(ds.y_val):  # fold a temperature fit on the validation split into the saved model
+        test_ece_before = calibrate.ece(evaluate.predict_proba(model, ds.x_test), ds.y_test)
+        calibration = calibrate.calibrate(model, ds.x_val, ds.y_val)
+        calibration["test_ece_before"] = test_ece_before
     artifacts.write_with(run / "model.keras", model.save)
     history = artifacts.read_json(run / "history.json")
     plots.curves(history, run / "curves.png")
@@ -236,6 +241,7 @@ def train(
         "best_val_epoch": best,
         "train_size": len(ds.y_train),
         "flops_per_image": models.flops_per_image(model),
+        "calibration": calibration,
         **environment(),
     }
     saved = models.load(run / "model.keras")  # score what was written, exactly as users load it

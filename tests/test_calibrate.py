@@ -1,0 +1,57 @@
+"""Temperature scaling: it finds the right temperature, keeps every answer, lowers the ECE."""
+
+import numpy as np
+import pytest
+
+from mnist_cnn import calibrate, models
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def overconfident(n=20_000, true_t=2.5, seed=0):
+    """Labels drawn from softmax(z / true_t), probabilities claimed as softmax(z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 4, (n, 10))
+    truth = softmax(z / true_t)
+    y = np.array([rng.choice(10, p=p) for p in truth])
+    return softmax(z), y
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    probs = np.tile([0.8] + [0.2 / 9] * 9, (1000, 1))
+    y = np.r_[np.zeros(800, int), np.ones(200, int)]
+    assert calibrate.ece(probs, y) < 1e-9
+    assert calibrate.ece(probs, np.ones(1000, int)) == pytest.approx(0.8)
+
+
+def test_fit_recovers_the_temperature_and_lowers_the_ece():
+    probs, y = overconfident()
+    t = calibrate.fit_temperature(probs, y)
+    assert t == pytest.approx(2.5, rel=0.1)
+    fixed = calibrate.scaled(probs, t)
+    assert calibrate.ece(fixed, y) < calibrate.ece(probs, y) / 3
+    assert np.array_equal(fixed.argmax(1), probs.argmax(1))  # no answer changes
+
+
+def test_folding_the_temperature_into_the_model_scales_its_logits():
+    model = models.build("fast")
+    x = np.random.default_rng(1).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
+    before = np.asarray(model(x), dtype=np.float64)
+    calibrate.fold_into(model, 0.5)
+    after = np.asarray(model(x), dtype=np.float64)
+    assert np.allclose(after, calibrate.scaled(before, 0.5), atol=1e-5)
+    assert np.array_equal(after.argmax(1), before.argmax(1))
+    with pytest.raises(ValueError, match="softmax Dense"):
+        calibrate.fold_into(models.ensemble([models.build("fast"), models.build("fast")]), 2.0)
+
+
+def test_training_calibrates_on_validation_and_records_it(small_run):
+    _, metrics = small_run
+    c = metrics["calibration"]
+    assert 0.05 <= c["temperature"] <= 20
+    assert c["val_loss_after"] <= c["val_loss_before"] + 1e-9
+    assert c["val_ece_after"] < c["val_ece_before"]
+    assert metrics["test_ece"] < c["test_ece_before"]  # and it carries over to the test set
