@@ -45,6 +45,19 @@ def test_augmentation_moves_ink_but_keeps_shape_range_and_mass():
     assert np.array_equal(out, again)  # seeded: repeatable
 
 
+def test_elastic_warp_wobbles_ink_and_its_affine_part_matches_keras():
+    x = digits(32)
+    aug = augment.Augment(shift=2.5, rotate=10, zoom=0.1, shear=10)
+    keras_way = augment.affine_batch(x, np.random.default_rng(5), aug)
+    tiny = augment.Augment(2.5, 10, 0.1, 10, elastic=1e-9)
+    assert np.allclose(augment.warp_batch(x, np.random.default_rng(5), tiny), keras_way, atol=1e-3)
+    wobbly = augment.apply(x, np.random.default_rng(5), augment.Augment(elastic=34))
+    assert wobbly.shape == x.shape and wobbly.min() >= 0 and wobbly.max() <= 255.01
+    assert np.mean(np.abs(wobbly - x) > 1) > 0.01
+    ratio = wobbly.sum((1, 2, 3)) / x.sum((1, 2, 3))  # a wobble stretches, never erases
+    assert np.all((ratio > 0.3) & (ratio < 3.0)) and 0.8 < np.median(ratio) < 1.2
+
+
 def test_whole_pixel_shift_is_exact():
     x = digits(16)
     out = augment.apply(x, np.random.default_rng(2), augment.Augment(shift=2))

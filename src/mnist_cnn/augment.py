@@ -22,11 +22,12 @@ class Augment:
     rotate: float = 0.0  # degrees, each way
     zoom: float = 0.0  # fraction, each way, independently along x and y
     shear: float = 0.0  # degrees, each way
+    elastic: float = 0.0  # elastic distortion strength (Simard et al. 2003: 34), 0 = off
 
     @property
     def affine(self) -> bool:
         """Needs resampling: any rotation, zoom or shear, or a shift by part of a pixel."""
-        return bool(self.rotate or self.zoom or self.shear or self.shift % 1)
+        return bool(self.rotate or self.zoom or self.shear or self.shift % 1 or self.elastic)
 
     def __bool__(self) -> bool:
         return bool(self.shift or self.affine)
@@ -69,8 +70,34 @@ def affine_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.nd
     return keras.ops.convert_to_numpy(out)
 
 
+ELASTIC_SIGMA = 4.0  # pixels: how smooth the displacement field is (Simard et al.)
+
+
+def warp_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Affine map plus an elastic displacement field per image, in one bilinear resampling.
+
+    The field is uniform noise in [-1, 1] smoothed by a Gaussian (sigma 4 px) and scaled by
+    `aug.elastic`: the way Simard et al. made MNIST digits wobble like another hand's.
+    """
+    from scipy import ndimage
+
+    m = affine_matrices(len(x), rng, aug)
+    rows, cols = np.mgrid[0:28, 0:28].astype(np.float32)
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        a0, a1, a2, b0, b1, b2 = m[i, :6]
+        src_c, src_r = a0 * cols + a1 * rows + a2, b0 * cols + b1 * rows + b2
+        field = rng.uniform(-1, 1, (2, 28, 28))
+        dr, dc = (aug.elastic * ndimage.gaussian_filter(f, ELASTIC_SIGMA) for f in field)
+        coords = np.stack([src_r + dr, src_c + dc])
+        out[i, ..., 0] = ndimage.map_coordinates(x[i, ..., 0], coords, order=1, cval=0.0)
+    return out
+
+
 def apply(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
     """The augmentation `aug` asks for: a random affine warp, or whole-pixel shifts only."""
+    if aug.elastic:
+        return warp_batch(x, rng, aug)
     if aug.affine:
         return affine_batch(x, rng, aug)
     if aug.shift:

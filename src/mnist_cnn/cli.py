@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "rotate": args.rotate,
         "zoom": args.zoom,
         "shear": args.shear,
+        "elastic": args.elastic,
         "label_smoothing": args.label_smoothing,
         "train_limit": args.train_limit,
         "test_limit": args.test_limit,
@@ -175,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--rotate", type=_at_least(0.0, float), help="random rotation, degrees")
     t.add_argument("--zoom", type=_at_least(0.0, float), help="random zoom, fraction (0.1: ±10%%)")
     t.add_argument("--shear", type=_at_least(0.0, float), help="random shear, degrees")
+    t.add_argument("--elastic", type=_at_least(0.0, float), help="elastic distortion (e.g. 34)")
     t.add_argument("--label-smoothing", type=_at_least(0.0, float), help="e.g. 0.1 (0: off)")
     t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
     t.add_argument(

@@ -36,6 +36,7 @@ class TrainConfig:
     rotate: float = 0.0
     zoom: float = 0.0
     shear: float = 0.0
+    elastic: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
     val_size: int = 5000
@@ -208,7 +209,7 @@ def train(
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
     ]
     validation = (ds.x_val, y_val) if len(y_val) else None
-    aug = augment.Augment(cfg.shift, cfg.rotate, cfg.zoom, cfg.shear)
+    aug = augment.Augment(cfg.shift, cfg.rotate, cfg.zoom, cfg.shear, cfg.elastic)
     if aug:
         inputs = {"x": Batches(ds.x_train, y_train, cfg.batch_size, aug, cfg.seed)}
     else:
