@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-## Every recipe side by side, several seeds each (about 45 minutes on 2 cores).
+## Every recipe side by side, several seeds each (about 30 minutes on 2 cores, see README).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results-$$(date +%Y-%m-%d).json
 

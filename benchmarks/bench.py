@@ -1,6 +1,6 @@
 """Speed and accuracy of every recipe, side by side, in one invocation.
 
-    python benchmarks/bench.py                       # every recipe, 1-5 seeds each (~45 min)
+    python benchmarks/bench.py                       # every recipe, 1-5 seeds each (~30 min)
     python benchmarks/bench.py --recipes fast --seeds 5 --out bench.json
     python benchmarks/bench.py --quick               # one seed each; seed-peer 2, best 1 epoch
 
