@@ -128,10 +128,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     model = models.load(args.model)
     source = Path(args.model)
     folder = source if source.is_dir() else source.parent
-    out = Path(args.out) if args.out else folder / f"model{export.FORMATS[args.format]}"
-    if args.format == "saved_model" and not args.out:
-        out = folder / "saved_model"
-    path = export.export(model, args.format, out)
+    default = "saved_model" if args.format == "saved_model" else f"model.{args.format}"
+    path = export.export(model, args.format, Path(args.out) if args.out else folder / default)
     print(f"wrote {path}")
 
 

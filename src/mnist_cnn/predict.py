@@ -48,7 +48,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """A file as grayscale float32 (0-255), alpha composited on white, EXIF rotation applied."""
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+        raise ImageError("no such file")
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above this, errors above twice this
     try:
         with warnings.catch_warnings():
@@ -57,7 +57,7 @@ def read_image(path: str | Path) -> np.ndarray:
         with img:
             img.seek(0)  # the first frame of a GIF, TIFF or WebP animation
             if img.width * img.height > MAX_PIXELS:
-                raise ImageError(f"{path}: {img.width}x{img.height} is too large; resize it")
+                raise ImageError(f"{img.width}x{img.height} is too large; resize it")
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 rgba = img.convert("RGBA")
@@ -67,12 +67,12 @@ def read_image(path: str | Path) -> np.ndarray:
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: too many pixels (a decompression bomb?); resize it") from None
+        raise ImageError("too many pixels (a decompression bomb?); resize it") from None
     except UnidentifiedImageError:
         known = "PNG, JPEG, BMP, GIF, TIFF, WebP"
-        raise ImageError(f"{path}: not an image Pillow can read ({known})") from None
+        raise ImageError(f"not an image Pillow can read ({known})") from None
     except (OSError, ValueError, SyntaxError) as err:
-        raise ImageError(f"{path}: damaged or truncated image ({err})") from None
+        raise ImageError(f"damaged or truncated image ({err})") from None
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -245,7 +245,7 @@ def predict_files(
         try:
             digit = normalise(read_image(path))
         except ImageError as err:
-            result.error = str(err) if str(path) in str(err) else f"{path}: {err}"
+            result.error = str(err)  # the path is in result.file
             continue
         batch.append((result, digit))
         if show_input is not None:
@@ -276,7 +276,7 @@ def read_number_files(
         try:
             result.number, result.digits = read_number(read_image(path), classify, min_confidence)
         except ImageError as err:
-            result.error = str(err) if str(path) in str(err) else f"{path}: {err}"
+            result.error = str(err)  # the path is in result.file
     return results
 
 
