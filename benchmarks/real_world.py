@@ -34,6 +34,14 @@ def render(digit: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndar
         img = img.filter(ImageFilter.MinFilter(7))
     elif variant == "blurred":
         img = img.filter(ImageFilter.GaussianBlur(4))
+    elif variant == "slanted 20 degrees":
+        shear = np.tan(np.radians(20))
+        shape = (1, shear, -shear * side / 2, 0, 1, 0)
+        img = img.transform(img.size, Image.Transform.AFFINE, shape)
+    elif variant == "narrow (70% width)":
+        narrow = Image.new("L", img.size)
+        narrow.paste(img.resize((round(0.7 * side), side)), (round(0.15 * side), 0))
+        img = narrow
     ink = np.asarray(img, np.float32)
     page = np.zeros(PAGE, np.float32)
     top, left = rng.integers(0, PAGE[0] - side), rng.integers(0, PAGE[1] - side)
@@ -75,8 +83,46 @@ VARIANTS = [
     "thick pen",
     "thin pen",
     "blurred",
+    "slanted 20 degrees",
+    "narrow (70% width)",
     "noisy grey paper, JPEG",
 ]
+
+THRESHOLDS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+FASHION = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+
+
+def as_photos(images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each image on a page as a photo, through `predict.normalise`; and which were refused
+    ("no ink found": an item that fills its frame looks like paper)."""
+    from mnist_cnn import predict
+
+    seen, refused = [], []
+    for image in images:
+        try:
+            seen.append(predict.normalise(render(image, "ink on paper", rng)))
+            refused.append(False)
+        except predict.ImageError:
+            seen.append(np.zeros((28, 28), np.float32))
+            refused.append(True)
+    return np.stack(seen), np.array(refused)
+
+
+def unsure_rates(classify, sets: dict, labels: dict) -> list:
+    """For each threshold: the share of each set answered "unsure" (or refused outright), and
+    the accuracy of the answers given."""
+    probs = {name: (classify(x[..., None]), refused) for name, (x, refused) in sets.items()}
+    rows = []
+    for t in THRESHOLDS:
+        row = {"threshold": t}
+        for name, (p, refused) in probs.items():
+            sure = (p.max(1) >= t) & ~refused
+            row[f"{name} unsure"] = float(1 - sure.mean())
+            if name in labels:
+                right = p.argmax(1) == labels[name]
+                row[f"{name} accuracy when answered"] = float(right[sure].mean())
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -84,6 +130,7 @@ def main() -> None:
     p.add_argument("--model", required=True, help=".keras file, run folder, .onnx or .tflite")
     p.add_argument("--count", type=int, default=2000, help="test digits per variant (2000)")
     p.add_argument("--numbers", type=int, default=200, help="4-digit numbers per spacing (200)")
+    p.add_argument("--fashion-dir", default=FASHION, help=f"Fashion-MNIST (default {FASHION})")
     p.add_argument("--out", default="real_world.json")
     args = p.parse_args()
 
@@ -114,18 +161,40 @@ def main() -> None:
             right += text == "".join(map(str, y[idx]))
         numbers.append({"variant": name, "accuracy": right / args.numbers})
         print(f"{name}: {right}/{args.numbers}", file=sys.stderr, flush=True)
+    # "unsure": real digits (validation split, test digits as a photo) against 1,000 clothes
+    val = data.load(val_size=5000, train_limit=5000)
+    images = Path(args.fashion_dir) / "t10k-images-idx3-ubyte.gz"
+    if not images.exists():
+        sys.exit(f"no {images}: apt-get install dataset-fashion-mnist, or give --fashion-dir")
+    fashion = data.read_idx(images)[:1000].astype(np.float32)
+    rng = np.random.default_rng(2)
+    no = np.zeros(len(fashion), bool)
+    sets = {
+        "MNIST validation": (val.x_val[..., 0], np.zeros(len(val.y_val), bool)),
+        "MNIST test as photos": as_photos(x[:1000], rng),
+        "Fashion-MNIST": (fashion, no),
+        "Fashion-MNIST as photos": as_photos(fashion, rng),
+    }
+    labels = {"MNIST validation": val.y_val, "MNIST test as photos": y[:1000]}
+    unsure = unsure_rates(classify, sets, labels)
     report = {
         "date": date.today().isoformat(),
         "model": args.model,
         "digits": len(y),
         "results": rows,
         "numbers": numbers,
+        "unsure": unsure,
+        "default_min_confidence": predict.MIN_CONFIDENCE,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k not in ("results", "numbers")}))
     print("| input | accuracy |\n| --- | --- |")
     for r in rows + numbers:
         print(f"| {r['variant']} | {100 * r['accuracy']:.2f}% |")
+    names = [k for k in unsure[0] if k != "threshold"]
+    print("\n| threshold | " + " | ".join(names) + " |\n|" + " --- |" * (len(names) + 1))
+    for r in unsure:
+        print(f"| {r['threshold']} | " + " | ".join(f"{100 * r[k]:.1f}%" for k in names) + " |")
 
 
 if __name__ == "__main__":

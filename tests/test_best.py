@@ -58,6 +58,25 @@ def test_elastic_warp_wobbles_ink_and_its_affine_part_matches_keras():
     assert np.all((ratio > 0.3) & (ratio < 3.0)) and 0.8 < np.median(ratio) < 1.2
 
 
+def test_restyle_changes_pen_blur_and_noise_but_not_where_the_digit_is():
+    x = digits(200)
+    x[:, 10:12, 8:20] = 255  # a thin bar: thinning must not erase it
+    mass = x.sum((1, 2, 3))
+    bold = augment.apply(x, np.random.default_rng(3), augment.Augment(thickness=1.0))
+    ratio = bold.sum((1, 2, 3)) / mass
+    assert np.sum(ratio > 1.1) > 60 and np.sum(ratio < 0.9) > 60  # bolder and finer pens
+    assert ratio.min() >= 0.4  # never erased
+    aug = augment.Augment(thickness=0.5, blur=1.0, noise=20)
+    out = augment.apply(x, np.random.default_rng(4), aug)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+    assert np.array_equal(out, augment.apply(x, np.random.default_rng(4), aug))  # seeded
+    centre = [np.argwhere(im[..., 0] > 128).mean(0) for im in (x[0], out[0])]
+    assert np.abs(centre[0] - centre[1]).max() < 1.5  # no warp: the ink stays put
+    grainy = augment.apply(x, np.random.default_rng(5), augment.Augment(noise=20))
+    assert np.mean(np.any(grainy[:, :3] > 0, axis=(1, 2, 3))) > 0.3  # noise reaches the paper
+
+
 def test_whole_pixel_shift_is_exact():
     x = digits(16)
     out = augment.apply(x, np.random.default_rng(2), augment.Augment(shift=2))

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,7 +138,8 @@ def bad_files(tmp_path):
 
 def test_bad_files_get_their_own_error_and_the_rest_go_on(small_run, tmp_path, capsys):
     good, bad = bad_files(tmp_path)
-    args = ["predict", "--model", str(small_run[0]), "--json", str(good), *map(str, bad.values())]
+    args = ["predict", "--model", str(small_run[0]), "--json", "--min-confidence", "0"]
+    args += [str(good), *map(str, bad.values())]
     assert cli.main(args) == 1
     captured = capsys.readouterr()
     results = {r["file"]: r for r in json.loads(captured.out)}
@@ -224,6 +226,7 @@ def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, t
         paths.append(tmp_path / f"number{n}.png")
         Image.fromarray(row_of(x[idx], gap=16).astype(np.uint8)).save(paths[-1])
     args = ["predict", "--number", "--json", "--model", str(small_run[0]), *map(str, paths)]
+    args += ["--min-confidence", "0"]  # a briefly trained model: always answer
     assert cli.main(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["number"] for r in results] == expected
@@ -254,3 +257,45 @@ def test_blank_page_has_no_number(small_run, tmp_path, capsys):
     args = ["predict", "--number", "--model", str(small_run[0]), str(tmp_path / "blank.png")]
     assert cli.main(args) == 1
     assert "no ink found" in capsys.readouterr().out
+
+
+def test_engine_onnx_runs_a_keras_model_on_onnx_runtime(small_run, test_digits):
+    x, _ = test_digits
+    keras_way = predict.classifier(small_run[0])(x[:50, ..., None])
+    onnx_way = predict.classifier(small_run[0], engine="onnx")(x[:50, ..., None])
+    assert np.abs(keras_way - onnx_way).max() < 1e-4
+    with pytest.raises(predict.MnistCnnError, match="unknown engine"):
+        predict.classifier(small_run[0], engine="tpu")
+
+
+def test_the_packaged_model_reads_photos_with_no_model_given(test_digits, tmp_path, capsys):
+    x, y = test_digits
+    paths = []
+    for i in range(30):  # dark ink on white paper, larger and off-centre
+        path = tmp_path / f"d{i}.png"
+        page = 255 - place(x[i], 4, 10 + i, 20 + 2 * i, False)
+        Image.fromarray(page.astype(np.uint8)).save(path)
+        paths.append(str(path))
+    assert cli.main(["predict", *paths, "--json", "--min-confidence", "0"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    right = sum(a["digit"] == y[i] for i, a in enumerate(answers))
+    assert right >= 29, [(a["digit"], int(t)) for a, t in zip(answers, y, strict=False)]
+    assert cli.main(["predict", *paths, "--json"]) == 0  # at the default threshold
+    unsure = sum(a["digit"] is None for a in json.loads(capsys.readouterr().out))
+    assert unsure <= 2
+    assert predict.default_model().stat().st_size <= 5 * 1024 * 1024  # the limit
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+
+
+def test_non_digits_mostly_come_out_unsure_and_digits_do_not(test_digits):
+    if not FASHION.exists():
+        pytest.fail(f"no {FASHION}: apt-get install dataset-fashion-mnist", pytrace=False)
+    clothes = data.read_idx(FASHION)[:1000, ..., None].astype(np.float32)
+    classify = predict.classifier()  # the packaged model, at the default threshold
+    unsure = (classify(clothes).max(1) < predict.MIN_CONFIDENCE).mean()
+    assert unsure >= 0.6, unsure  # measured: 71.8% (benchmarks/real_world.py)
+    x, _ = test_digits
+    p = classify(x[..., None])
+    assert (p.max(1) < predict.MIN_CONFIDENCE).mean() <= 0.03  # real digits mostly answered

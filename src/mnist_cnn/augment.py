@@ -23,14 +23,21 @@ class Augment:
     zoom: float = 0.0  # fraction, each way, independently along x and y
     shear: float = 0.0  # degrees, each way
     elastic: float = 0.0  # elastic distortion strength (Simard et al. 2003: 34), 0 = off
+    thickness: float = 0.0  # chance of a stroke one pixel thicker or thinner (other pens)
+    blur: float = 0.0  # Gaussian blur, largest sigma in pixels (out-of-focus photos), half the time
+    noise: float = 0.0  # Gaussian noise, largest std (0-255 scale: paper, sensor), half the time
 
     @property
     def affine(self) -> bool:
         """Needs resampling: any rotation, zoom or shear, or a shift by part of a pixel."""
         return bool(self.rotate or self.zoom or self.shear or self.shift % 1 or self.elastic)
 
+    @property
+    def appearance(self) -> bool:
+        return bool(self.thickness or self.blur or self.noise)
+
     def __bool__(self) -> bool:
-        return bool(self.shift or self.affine)
+        return bool(self.shift or self.affine or self.appearance)
 
 
 def shift_batch(x: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarray:
@@ -94,12 +101,47 @@ def warp_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndar
     return out
 
 
+def restyle_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Other pens and cameras: strokes a pixel thicker or thinner, blur, noise, per image.
+
+    What real scans and photos do to a digit that the MNIST-style normalisation cannot undo.
+    Thinning that would erase most of a digit is skipped for that image.
+    """
+    from scipy import ndimage
+
+    x = x.copy()
+    n = len(x)
+    pen, blurred, noisy = rng.random((3, n))
+    if aug.thickness:
+        footprint = (1, 2, 2, 1)  # one pixel more or less of stroke width
+        thick = pen < aug.thickness / 2
+        thin = (pen >= aug.thickness / 2) & (pen < aug.thickness)
+        if thick.any():
+            x[thick] = ndimage.grey_dilation(x[thick], size=footprint)
+        if thin.any():
+            eroded = ndimage.grey_erosion(x[thin], size=footprint)
+            kept = eroded.sum(axis=(1, 2, 3)) >= 0.4 * x[thin].sum(axis=(1, 2, 3))
+            x[np.flatnonzero(thin)[kept]] = eroded[kept]
+    if aug.blur:
+        sigmas = rng.uniform(0, aug.blur, n)
+        for i in np.flatnonzero(blurred < 0.5):
+            peak = x[i].max()
+            x[i, ..., 0] = ndimage.gaussian_filter(x[i, ..., 0], sigmas[i])
+            x[i] *= peak / max(float(x[i].max()), 1e-6)  # blur dims the ink; keep its peak
+    if aug.noise:
+        stds = np.where(noisy < 0.5, rng.uniform(0, aug.noise, n), 0)[:, None, None, None]
+        x = np.clip(x + rng.normal(size=x.shape).astype(np.float32) * stds, 0, 255)
+    return x.astype(np.float32)
+
+
 def apply(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
-    """The augmentation `aug` asks for: a random affine warp, or whole-pixel shifts only."""
+    """The augmentation `aug` asks for: a warp (or whole-pixel shifts), then a restyle."""
     if aug.elastic:
-        return warp_batch(x, rng, aug)
-    if aug.affine:
-        return affine_batch(x, rng, aug)
-    if aug.shift:
-        return shift_batch(x, rng, int(aug.shift))
+        x = warp_batch(x, rng, aug)
+    elif aug.affine:
+        x = affine_batch(x, rng, aug)
+    elif aug.shift:
+        x = shift_batch(x, rng, int(aug.shift))
+    if aug.appearance:
+        x = restyle_batch(x, rng, aug)
     return x

@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.recipes import RECIPES
+from mnist_cnn.recipes import PRECISIONS, RECIPES
 
 
 def _at_least(low: float, kind: type = int):
@@ -64,7 +64,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         "zoom": args.zoom,
         "shear": args.shear,
         "elastic": args.elastic,
+        "thickness": args.thickness,
+        "blur": args.blur,
+        "noise": args.noise,
         "label_smoothing": args.label_smoothing,
+        "precision": args.precision,
+        "strategy": args.strategy,
         "train_limit": args.train_limit,
         "test_limit": args.test_limit,
     }
@@ -88,10 +93,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from mnist_cnn import data, evaluate, models
 
-    model = models.load(args.model)
+    source, beside = _model_path(args.model)
+    model = models.load(source)
     ds = data.load(args.data_dir, val_size=0, test_limit=args.test_limit)
-    source = Path(args.model)
-    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "eval"
+    out = Path(args.out) if args.out else beside / "eval"
     extra: dict = {"model_path": str(source)}
     if args.tta:  # report both, so the gain is plain to see
         plain = evaluate.score(evaluate.predict_proba(model, ds.x_test), ds.y_test)
@@ -125,18 +130,31 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from mnist_cnn import export, models
 
-    model = models.load(args.model)
-    source = Path(args.model)
-    folder = source if source.is_dir() else source.parent
+    source, beside = _model_path(args.model)
+    model = models.load(source)
     default = "saved_model" if args.format == "saved_model" else f"model.{args.format}"
-    path = export.export(model, args.format, Path(args.out) if args.out else folder / default)
+    path = export.export(model, args.format, Path(args.out) if args.out else beside / default)
     print(f"wrote {path}")
+
+
+def _model_path(model: str | None) -> tuple[Path, Path]:
+    """The model to use (the packaged one when none is given) and where its outputs go.
+
+    Outputs of a given model go beside it; those of the packaged model go to the current
+    folder, never into the installed package.
+    """
+    if model is None:
+        from mnist_cnn import predict
+
+        return predict.default_model(), Path("runs/default-model")
+    source = Path(model)
+    return source, source if source.is_dir() else source.parent
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnist_cnn import predict
 
-    classify = predict.classifier(args.model)
+    classify = predict.classifier(args.model, args.engine)
     if args.number:
         results = predict.read_number_files(args.files, classify, args.min_confidence)
     else:
@@ -146,6 +164,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"mnist-cnn: {failed} of {len(results)} files failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from mnist_cnn import serve
+    except ImportError as err:
+        raise MnistCnnError(f"{err.name} is missing: pip install 'mnist-cnn[serve]'") from None
+    print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops")
+    serve.serve(args.model, args.host, args.port, args.engine, args.min_confidence)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    from mnist_cnn.predict import ENGINES, MIN_CONFIDENCE
+
+    p.add_argument(
+        "--model", help=".keras file, run folder, .onnx or .tflite (default: the packaged model)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="keras",
+        help="run a .keras model on Keras or ONNX Runtime (default keras)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=_at_least(0.0, float),
+        default=MIN_CONFIDENCE,
+        help=f"answer unsure (digit null) below this probability (default {MIN_CONFIDENCE})",
+    )
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -175,7 +222,21 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--zoom", type=_at_least(0.0, float), help="random zoom, fraction (0.1: ±10%%)")
     t.add_argument("--shear", type=_at_least(0.0, float), help="random shear, degrees")
     t.add_argument("--elastic", type=_at_least(0.0, float), help="elastic distortion (e.g. 34)")
+    t.add_argument("--thickness", type=_at_least(0.0, float), help="chance of a bolder/finer pen")
+    t.add_argument("--blur", type=_at_least(0.0, float), help="largest random blur sigma, pixels")
+    t.add_argument("--noise", type=_at_least(0.0, float), help="largest random noise std (0-255)")
     t.add_argument("--label-smoothing", type=_at_least(0.0, float), help="e.g. 0.1 (0: off)")
+    t.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="compute precision while training; the saved model is float32 (default: recipe's)",
+    )
+    t.add_argument(
+        "--strategy",
+        choices=["none", "mirrored", "multiworker"],
+        help="data-parallel training on tf.distribute: all local GPUs (mirrored) or the "
+        "workers in TF_CONFIG (multiworker); default none",
+    )
     t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
     t.add_argument(
         "--val-size",
@@ -192,7 +253,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a saved model on the test set, write plots")
-    e.add_argument("model", help="a .keras file or a run folder")
+    e.add_argument("model", nargs="?", help="a .keras file or a run folder (default: packaged)")
     e.add_argument("--out", help="where to write (default: MODEL's folder/eval)")
     e.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
     e.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images only")
@@ -207,24 +268,24 @@ def parser() -> argparse.ArgumentParser:
     n.set_defaults(func=cmd_ensemble)
 
     x = sub.add_parser("export", help="write a model as ONNX, TFLite or a TF SavedModel")
-    x.add_argument("--model", required=True, help="a .keras file or a run folder")
+    x.add_argument("--model", help="a .keras file or a run folder (default: the packaged model)")
     x.add_argument("--format", required=True, choices=["onnx", "tflite", "saved_model"])
     x.add_argument("--out", help="file (folder for saved_model); default: beside the model")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="read the digit in each image file")
     r.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, BMP, GIF, TIFF or WebP")
-    r.add_argument("--model", required=True, help=".keras file, run folder, .onnx or .tflite")
+    _model_options(r)
     r.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    r.add_argument(
-        "--min-confidence",
-        type=_at_least(0.0, float),
-        default=0.0,
-        help="answer unsure (digit null) below this probability (default 0: always answer)",
-    )
     r.add_argument("--show-input", metavar="DIR", help="save the 28x28 the model saw, per file")
     r.add_argument("--number", action="store_true", help="read several digits in a row")
     r.set_defaults(func=cmd_predict)
+
+    v = sub.add_parser("serve", help="the draw-a-digit page and the JSON API (FastAPI)")
+    _model_options(v)
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--port", type=POSITIVE, default=8000, help="port (default 8000)")
+    v.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
     s.add_argument("--model", default="seed", help="recipe or architecture (default: seed)")

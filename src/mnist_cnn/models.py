@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from mnist_cnn.recipes import PRECISIONS
+
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
@@ -26,7 +28,7 @@ def seed() -> keras.Model:
             layers.MaxPooling2D(2, name="pool2"),
             layers.Flatten(name="flatten"),
             layers.Dense(128, activation="relu", name="dense"),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"),
         ],
         name="seed",
     )
@@ -49,7 +51,7 @@ def fast() -> keras.Model:
             layers.MaxPooling2D(2, name="pool2"),
             layers.Flatten(name="flatten"),
             layers.Dense(128, activation="relu", name="dense"),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"),
         ],
         name="fast",
     )
@@ -81,7 +83,7 @@ def best() -> keras.Model:
     stack += [
         layers.Flatten(name="flatten"),
         layers.Dropout(0.4, name="drop3"),
-        layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+        layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"),
     ]
     return keras.Sequential(stack, name="best")
 
@@ -124,15 +126,25 @@ def flops_per_image(model: keras.Model) -> int:
     return int(total)
 
 
-def build(name: str) -> keras.Model:
-    """Build a fresh, untrained model by architecture name."""
+def build(name: str, precision: str = "float32") -> keras.Model:
+    """Build a fresh, untrained model by architecture name.
+
+    A mixed precision computes in 16 bits but keeps float32 weights (and a float32 softmax,
+    so the loss stays exact); the global Keras policy is left as it was.
+    """
     from mnist_cnn.errors import MnistCnnError
 
+    if name not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise MnistCnnError(f"unknown model {name!r}: choose one of {known}")
+    if precision not in PRECISIONS:
+        raise MnistCnnError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
     try:
         return ARCHITECTURES[name]()
-    except KeyError:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise MnistCnnError(f"unknown model {name!r}: choose one of {known}") from None
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def load(path: str | Path) -> keras.Model:

@@ -7,10 +7,13 @@ ink's bounding box scaled so its longer side is 20 px (anti-aliased, aspect kept
 into 28x28 with its centre of mass in the middle.
 """
 
+import io
 import json
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ SIZE = 28  # ... centred by mass in 28x28
 MAX_PIXELS = 50_000_000  # larger images are refused; Pillow itself stops bombs at twice this
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (0-255) to count as ink
 STROKE = 2.2  # MNIST's typical stroke width in the 20 px box, pixels
+MIN_CONFIDENCE = 0.95  # default "unsure" threshold: 1% of validation digits fall under it
 
 
 @dataclass
@@ -44,11 +48,16 @@ class ImageError(MnistCnnError):
     """A file that cannot be read as a digit: not an image, broken, too big, or blank."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """A file as grayscale float32 (0-255), alpha composited on white, EXIF rotation applied."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError("no such file")
+def read_image(source: str | Path | bytes) -> np.ndarray:
+    """A file (or its bytes) as grayscale float32 (0-255), alpha on white, EXIF rotation applied."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError("empty file (0 bytes)")
+        path: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError("no such file")
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above this, errors above twice this
     try:
         with warnings.catch_warnings():
@@ -201,33 +210,65 @@ class NumberReading:
     error: str | None = None
 
 
-def read_number(
-    gray: np.ndarray, classify: Classifier, min_confidence: float = 0.0
-) -> tuple[str, list[dict]]:
-    """The digits of a number written in a row: (string, one answer per digit)."""
+def number_pieces(gray: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
+    """Each digit of a number written in a row, left to right: (rows, cols, its 28x28)."""
     ink = ink_of(np.asarray(gray, dtype=np.float32))
-    pieces = segment(ink)
-    seen = np.stack([_to_mnist(piece) for _, _, piece in pieces])
-    probs = classify(seen[..., None])
+    return [(rows, cols, _to_mnist(piece)) for rows, cols, piece in segment(ink)]
+
+
+def number_answer(
+    pieces: list[tuple[slice, slice, np.ndarray]], probs: np.ndarray, min_confidence: float = 0.0
+) -> tuple[str, list[dict]]:
+    """The string and one answer per digit (digit, confidence, top3, box x0 y0 x1 y1)."""
     digits = []
     for p, (rows, cols, _) in zip(probs, pieces, strict=True):
-        answer = asdict(_answer(Prediction(file=""), p, min_confidence))
-        del answer["file"], answer["error"]
-        digits.append({**answer, "box": [cols.start, rows.start, cols.stop, rows.stop]})
+        found = answer(p, min_confidence)
+        digits.append(
+            {
+                "digit": found.digit,
+                "confidence": found.confidence,
+                "top3": found.top3,
+                "box": [cols.start, rows.start, cols.stop, rows.stop],
+            }
+        )
     text = "".join(str(d["digit"]) if d["digit"] is not None else "?" for d in digits)
     return text, digits
 
 
-def classifier(model_path: str | Path) -> Classifier:
-    """Raw 28x28x1 batches to probabilities, from a .keras model or an exported one."""
-    path = Path(model_path)
+def read_number(
+    gray: np.ndarray, classify: Classifier, min_confidence: float = 0.0
+) -> tuple[str, list[dict]]:
+    """The digits of a number written in a row: (string, one answer per digit)."""
+    pieces = number_pieces(gray)
+    probs = classify(np.stack([seen for _, _, seen in pieces])[..., None])
+    return number_answer(pieces, probs, min_confidence)
+
+
+def default_model() -> Path:
+    """The model that ships inside the package: what predict and serve use unless told."""
+    return Path(str(resources.files("mnist_cnn") / "default" / "model.keras"))
+
+
+ENGINES = ("keras", "onnx")
+
+
+def classifier(model_path: str | Path | None = None, engine: str = "keras") -> Classifier:
+    """Raw 28x28x1 batches to probabilities, from a .keras model or an exported one.
+
+    engine="onnx" runs a .keras model on ONNX Runtime: it is exported once, to a temporary
+    file, when the classifier is made.
+    """
+    path = Path(model_path) if model_path is not None else default_model()
+    if engine not in ENGINES:
+        raise MnistCnnError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+    from mnist_cnn import export, models
+
     if path.suffix in (".onnx", ".tflite"):
-        from mnist_cnn import export
-
         return export.load_exported(path)
-    from mnist_cnn import models
-
     model = models.load(path)
+    if engine == "onnx":
+        folder = tempfile.mkdtemp(prefix="mnist-cnn-onnx-")
+        return export.load_exported(export.export(model, "onnx", Path(folder) / "model.onnx"))
     return lambda x: np.asarray(model(x, training=False))
 
 
@@ -253,11 +294,15 @@ def predict_files(
     if batch:
         probs = classify(np.stack([d for _, d in batch])[..., None])
         for (result, _), p in zip(batch, probs, strict=True):
-            _answer(result, p, min_confidence)
+            answer(p, min_confidence, result)
     return results
 
 
-def _answer(result: Prediction, p: np.ndarray, min_confidence: float) -> Prediction:
+def answer(
+    p: np.ndarray, min_confidence: float = 0.0, result: Prediction | None = None
+) -> Prediction:
+    """The top digit (None when its probability is below min_confidence) and the top 3."""
+    result = result or Prediction(file="")
     order = np.argsort(p)[::-1][:3]
     result.confidence = round(float(p[order[0]]), 6)
     result.top3 = [[int(d), round(float(p[d]), 6)] for d in order]

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, augment, calibrate, data, evaluate, models, plots
+from mnist_cnn import artifacts, augment, calibrate, data, distribute, evaluate, models, plots
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.recipes import RECIPES
 
@@ -37,7 +37,12 @@ class TrainConfig:
     zoom: float = 0.0
     shear: float = 0.0
     elastic: float = 0.0
+    thickness: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
     label_smoothing: float = 0.0
+    precision: str = "float32"
+    strategy: str = "none"
     seed: int = 0
     val_size: int = 5000
     train_limit: int | None = None
@@ -51,7 +56,8 @@ def make_config(model: str = "seed", **overrides: Any) -> TrainConfig:
     if model not in RECIPES:
         raise MnistCnnError(f"unknown model {model!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
-    for key, high in (("label_smoothing", 1), ("zoom", 1), ("shear", 60), ("rotate", 180)):
+    limits = {"label_smoothing": 1, "zoom": 1, "shear": 60, "rotate": 180, "thickness": 1.01}
+    for key, high in limits.items():
         if not 0 <= values.get(key, 0) < high:
             raise MnistCnnError(f"{key} must be at least 0 and below {high}, not {values[key]}")
     return TrainConfig(model=model, **values)
@@ -173,6 +179,7 @@ def train(
     `dataset` skips loading (it must match cfg's split); `probe` is passed to EpochLog.
     """
     run = Path(cfg.out)
+    dist = distribute.strategy(cfg.strategy)  # first: TF's collective ops must be set up early
     if resume:
         if not (run / "checkpoint").exists():
             done = (run / "metrics.json").exists()
@@ -190,26 +197,30 @@ def train(
     # only now, so that a run stopped by bad data can simply be started again
     artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
 
-    model = models.build(cfg.architecture)
     steps = math.ceil(len(ds.y_train) / cfg.batch_size)
     y_train, y_val = ds.y_train, ds.y_val
     if cfg.label_smoothing:  # Keras smooths one-hot targets only
         y_train, y_val = (
             keras.utils.to_categorical(y, models.NUM_CLASSES) for y in (y_train, y_val)
         )
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
+    with distribute.scope(dist):  # variables made here are mirrored on every replica
+        if cfg.label_smoothing:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+            accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy()
+            accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        model = models.build(cfg.architecture, cfg.precision)
+        model.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
     callbacks = [
         EpochLog(run / "history.json", probe),
         keras.callbacks.BackupAndRestore(str(run / "checkpoint"), double_checkpoint=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
     ]
     validation = (ds.x_val, y_val) if len(y_val) else None
-    aug = augment.Augment(cfg.shift, cfg.rotate, cfg.zoom, cfg.shear, cfg.elastic)
+    aug = augment.Augment(
+        cfg.shift, cfg.rotate, cfg.zoom, cfg.shear, cfg.elastic, cfg.thickness, cfg.blur, cfg.noise
+    )
     if aug:
         inputs = {"x": Batches(ds.x_train, y_train, cfg.batch_size, aug, cfg.seed)}
     else:
@@ -222,6 +233,9 @@ def train(
         verbose=verbose,
     )
 
+    if cfg.precision != "float32":  # save and score a plain float32 model with the same weights
+        trained, model = model, models.build(cfg.architecture)
+        model.set_weights(trained.get_weights())
     calibration = None
     if len(ds.y_val):  # fold a temperature fit on the validation split into the saved model
         test_ece_before = calibrate.ece(evaluate.predict_proba(model, ds.x_test), ds.y_test)
@@ -242,6 +256,7 @@ def train(
         "best_val_epoch": best,
         "train_size": len(ds.y_train),
         "flops_per_image": models.flops_per_image(model),
+        "replicas": dist.num_replicas_in_sync if dist is not None else 1,
         "calibration": calibration,
         **environment(),
     }

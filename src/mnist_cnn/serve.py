@@ -1,0 +1,304 @@
+"""The HTTP API and the draw-a-digit page, on FastAPI.
+
+The model loads once, when the app is made. Requests never run it on the event loop: they
+queue for one worker thread that takes everything waiting as one batch (micro-batching), so
+the server keeps answering under load and a burst costs one forward pass, not fifty.
+Bad input gets a JSON error with a 4xx status; a 500 means a bug.
+"""
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from mnist_cnn import predict
+from mnist_cnn.predict import Classifier, ImageError
+
+MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
+MAX_BATCH = 256  # most images one forward pass takes from the queue
+STATIC = resources.files("mnist_cnn") / "static"
+
+
+class Pixels(BaseModel):
+    """A digit already in MNIST form: 28 rows of 28 values, 0 (paper) to 255 (ink)."""
+
+    pixels: list[list[float]] = Field(min_length=28, max_length=28)
+
+    @field_validator("pixels")
+    @classmethod
+    def _shape(cls, rows: list[list[float]]) -> list[list[float]]:
+        if any(len(row) != 28 for row in rows):
+            raise ValueError("each of the 28 rows must hold 28 values")
+        if any(not 0 <= v <= 255 for row in rows for v in row):
+            raise ValueError("values must lie between 0 and 255")
+        return rows
+
+
+class Answer(BaseModel):
+    """What /api/predict returns (documented in /docs)."""
+
+    digit: int | None = Field(description="the digit, or null when unsure")
+    probabilities: list[float] = Field(description="calibrated probability of each digit 0-9")
+    confidence: float = Field(description="the top digit's probability")
+    unsure: bool = Field(description="confidence under the server's --min-confidence")
+    top3: list[tuple[int, float]] = Field(description="(digit, probability), the likeliest 3")
+    input: list[list[int]] | None = Field(None, description="the 28x28 the model saw (images)")
+
+
+class Digit(BaseModel):
+    digit: int | None
+    confidence: float
+    top3: list[tuple[int, float]]
+    box: list[int] = Field(description="x0, y0, x1, y1 in the image's pixels")
+
+
+class NumberAnswer(BaseModel):
+    """What /api/read-number returns: the string ('?' for an unsure digit) and each digit."""
+
+    number: str
+    digits: list[Digit]
+
+
+class Batcher:
+    """Runs whatever requests are waiting as one batch in a worker thread, one batch at a time."""
+
+    def __init__(self, classify: Classifier, max_batch: int = MAX_BATCH):
+        self.classify, self.max_batch = classify, max_batch
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of 28x28x1 images, once its turn comes."""
+        done = asyncio.get_running_loop().create_future()
+        await self.queue.put((x, done))
+        return await done
+
+    async def run(self) -> None:
+        while True:
+            waiting = [await self.queue.get()]
+            while not self.queue.empty() and len(waiting) < self.max_batch:
+                waiting.append(self.queue.get_nowait())
+            x = np.concatenate([x for x, _ in waiting])
+            try:
+                probs = await asyncio.to_thread(self.classify, x)
+            except Exception as err:  # a bug: every waiting request gets it, the loop goes on
+                for _, done in waiting:
+                    if not done.done():
+                        done.set_exception(err)
+                continue
+            start = 0
+            for x_part, done in waiting:
+                if not done.done():  # its client may have gone
+                    done.set_result(probs[start : start + len(x_part)])
+                start += len(x_part)
+
+
+@dataclass
+class Served:
+    """What the app serves: the model's description and how it is run."""
+
+    info: dict[str, Any]
+    classify: Classifier
+    min_confidence: float
+
+
+class LimitBody:
+    """ASGI middleware: 413 for a body over `limit` bytes, declared or streamed."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _too_large(self.limit)(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+
+
+def model_info(model_path: str | Path, engine: str) -> dict[str, Any]:
+    """Name, parameter count and test accuracy, from the run's metrics.json where there is one."""
+    path = Path(model_path)
+    folder = path if path.is_dir() else path.parent
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    return {
+        "name": metrics.get("model", path.stem if path.is_file() else path.name),
+        "path": str(path),
+        "engine": engine,
+        "params": metrics.get("params"),
+        "test_accuracy": metrics.get("test_accuracy"),
+    }
+
+
+def create_app(
+    model: str | Path | None = None,
+    engine: str = "keras",
+    min_confidence: float | None = None,
+) -> FastAPI:
+    """The app for `mnist-cnn serve`; the model loads here, once, before any request."""
+    path = Path(model) if model is not None else predict.default_model()
+    served = Served(
+        info=model_info(path, engine),
+        classify=predict.classifier(path, engine),
+        min_confidence=predict.MIN_CONFIDENCE if min_confidence is None else min_confidence,
+    )
+    served.info["min_confidence"] = served.min_confidence
+    batcher = Batcher(served.classify)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker = asyncio.create_task(batcher.run())
+        yield
+        worker.cancel()
+
+    app = FastAPI(
+        title="mnist-cnn",
+        summary="Handwritten digits in, answers out: draw one at / or call the JSON API.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(LimitBody)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    image_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+    pixels_body = json.loads(json.dumps(image_body))
+    pixels_body["requestBody"]["content"]["application/json"] = {
+        "schema": Pixels.model_json_schema()
+    }
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/model")
+    async def model_route() -> dict[str, Any]:
+        """The model being served: name, parameters, test accuracy, engine, unsure threshold."""
+        return served.info
+
+    @app.post("/api/predict", openapi_extra=pixels_body, response_model=Answer)
+    async def predict_route(request: Request) -> JSONResponse:
+        """One digit: an image (multipart field `file`, or the body as image/*), or JSON pixels.
+
+        Images are normalised the MNIST way first (the answer's `input` is the 28x28 the model
+        saw); JSON `pixels` are taken as already in MNIST form (white ink on black, 0-255).
+        """
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            digit = _pixels(await request.body())
+            seen = None
+        else:
+            gray = predict.read_image(await _image_bytes(request, content_type))
+            digit = await run_in_threadpool(predict.normalise, gray)
+            seen = digit
+        p = (await batcher(digit[None, ..., None].astype(np.float32)))[0]
+        answer = predict.answer(p, served.min_confidence)
+        result = {
+            "digit": answer.digit,
+            "probabilities": [round(float(v), 6) for v in p],
+            "confidence": answer.confidence,
+            "unsure": answer.digit is None,
+            "top3": answer.top3,
+        }
+        if seen is not None:
+            result["input"] = seen.round().astype(int).tolist()
+        return JSONResponse(result)
+
+    @app.post("/api/read-number", openapi_extra=image_body, response_model=NumberAnswer)
+    async def read_number_route(request: Request) -> dict[str, Any]:
+        """Several digits in a row (multipart field `file`, or the body as image/*)."""
+        content_type = request.headers.get("content-type", "")
+        gray = predict.read_image(await _image_bytes(request, content_type))
+        pieces = await run_in_threadpool(predict.number_pieces, gray)
+        probs = await batcher(np.stack([seen for _, _, seen in pieces])[..., None])
+        number, digits = predict.number_answer(pieces, probs, served.min_confidence)
+        return {"number": number, "digits": digits}
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, err: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    return app
+
+
+async def _image_bytes(request: Request, content_type: str) -> bytes:
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "multipart body has no file field named 'file'")
+        return await upload.read()
+    if content_type.startswith("image/") or content_type == "application/octet-stream":
+        return await request.body()
+    raise HTTPException(
+        415,
+        f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
+        "with a 'file' field, an image/* body, or JSON pixels",
+    )
+
+
+def _pixels(body: bytes) -> np.ndarray:
+    try:  # pydantic parses and checks the JSON in one pass
+        return np.asarray(Pixels.model_validate_json(body).pixels, dtype=np.float32)
+    except ValidationError as err:
+        if err.errors()[0]["type"] == "json_invalid":
+            raise HTTPException(400, f"body is not valid JSON: {err.errors()[0]['msg']}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise HTTPException(
+            422, f"expected {{'pixels': 28 rows of 28 values}}: {problems}"
+        ) from None
+
+
+def serve(
+    model: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    engine: str = "keras",
+    min_confidence: float | None = None,
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(model, engine, min_confidence)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,122 @@
+"""The draw-a-digit page in a real headless Chromium: draw with the mouse, read the answer.
+
+Uses Debian's chromium (/usr/bin/chromium, installed by .ci/run) through Playwright; no browser
+is ever downloaded. A missing chromium fails the test with how to install it.
+"""
+
+import math
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from mnist_cnn import serve
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no {CHROMIUM}: apt-get install chromium chromium-driver", pytrace=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = serve.create_app()  # the packaged model, as a user gets it
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which("chromium") or Path(CHROMIUM).exists()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.goto(server)
+        yield page
+        browser.close()
+
+
+def ellipse(rx: float, ry: float, n: int = 24) -> list[tuple[float, float]]:
+    turns = [2 * math.pi * t / n for t in range(n + 1)]
+    return [(0.5 + rx * math.sin(a), 0.5 - ry * math.cos(a)) for a in turns]
+
+
+# Strokes on the pad, as fractions of its size: what a person draws for each digit.
+STROKES = {
+    1: [[(0.5, 0.15), (0.5, 0.85)]],
+    7: [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]],
+    0: [ellipse(0.22, 0.32)],
+}
+
+
+def draw(page, strokes) -> None:
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        points = [
+            (box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke
+        ]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=8)
+        page.mouse.up()
+
+
+@pytest.mark.parametrize("digit", [1, 7, 0])
+def test_drawing_a_digit_shows_its_prediction(page, digit, tmp_path):
+    page.click("#clear")
+    assert page.text_content("#prediction") == "\u2013"
+    draw(page, STROKES[digit])
+    page.wait_for_function(
+        f"document.getElementById('prediction').dataset.digit === '{digit}'", timeout=10_000
+    )
+    # the chart shows ten bars, the predicted one longest, and the 28x28 input is drawn
+    widths = page.eval_on_selector_all("#bars .bar > div", "els => els.map(e => e.style.width)")
+    values = [float(w.rstrip("%")) for w in widths]
+    assert len(values) == 10 and max(values) == values[digit] > 50
+    lit = page.evaluate(
+        "() => { const d = document.getElementById('seen').getContext('2d')"
+        ".getImageData(0, 0, 28, 28).data; let n = 0;"
+        " for (let i = 0; i < d.length; i += 4) n += d[i] > 128; return n; }"
+    )
+    assert 10 < lit < 400
+    assert "model:" in page.text_content("#model")
+    page.screenshot(path=str(tmp_path / f"drawn-{digit}.png"))
+    if os.environ.get("MNIST_CNN_SCREENSHOTS"):  # to look at the page: a folder to save in
+        page.screenshot(path=str(Path(os.environ["MNIST_CNN_SCREENSHOTS"]) / f"drawn-{digit}.png"))
+
+
+def test_clear_resets_the_page(page):
+    page.click("#clear")
+    draw(page, STROKES[1])
+    page.wait_for_function("document.getElementById('prediction').dataset.digit === '1'")
+    page.click("#clear")
+    assert page.text_content("#prediction") == "\u2013"
+    assert page.text_content("#confidence") == ""

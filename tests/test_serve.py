@@ -1,0 +1,193 @@
+"""The HTTP API: every route, every kind of bad request, and answers that match `predict`."""
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mnist_cnn import data, predict, serve
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    ds = data.load(mnist_dir, val_size=0, test_limit=40)
+    return ds.x_test[..., 0], ds.y_test
+
+
+@pytest.fixture(scope="module")
+def client(small_run):
+    app = serve.create_app(small_run[0] / "model.keras", min_confidence=0.5)
+    with TestClient(app, raise_server_exceptions=False) as c:  # a bug shows up as a 500
+        yield c
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(array).astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def paper(digit: np.ndarray, scale: int = 4) -> np.ndarray:
+    """An MNIST digit as a user would photograph it: dark ink on white paper, larger."""
+    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((28 * scale, 28 * scale)))
+    canvas = np.full((200, 260), 255, np.uint8)
+    canvas[40 : 40 + 28 * scale, 60 : 60 + 28 * scale] = 255 - big
+    return canvas
+
+
+def test_health_and_model_info(client, small_run):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/api/model").json()
+    metrics = small_run[1]
+    assert info["params"] == metrics["params"] == 225_034
+    assert info["test_accuracy"] == metrics["test_accuracy"]
+    assert info["name"] == "seed" and info["engine"] == "keras" and info["min_confidence"] == 0.5
+
+
+def test_pixels_give_the_same_answer_as_the_model(client, small_run, digits):
+    x, y = digits
+    classify = predict.classifier(small_run[0])
+    expected = classify(x[:10, ..., None])
+    for i in range(10):
+        r = client.post("/api/predict", json={"pixels": x[i].tolist()})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert np.allclose(answer["probabilities"], expected[i], atol=1e-5)
+        assert answer["confidence"] == pytest.approx(expected[i].max(), abs=1e-5)
+        assert answer["unsure"] == (expected[i].max() < 0.5)
+        if not answer["unsure"]:
+            assert answer["digit"] == int(expected[i].argmax())
+        assert "input" not in answer  # pixels are taken as they are
+    right = sum(
+        client.post("/api/predict", json={"pixels": x[i].tolist()}).json()["digit"] == y[i]
+        for i in range(40)
+    )
+    assert right >= 36
+
+
+def test_an_uploaded_photo_is_normalised_like_predict_does(client, small_run, digits):
+    x, y = digits
+    photo = paper(x[0])
+    r = client.post("/api/predict", files={"file": ("seven.png", png(photo), "image/png")})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    seen = np.asarray(answer["input"])
+    assert seen.shape == (28, 28)
+    assert np.allclose(seen, predict.normalise(photo.astype(np.float32)).round(), atol=1)
+    assert answer["digit"] == y[0] and len(answer["probabilities"]) == 10
+    assert answer["top3"][0][0] == y[0]
+    # the same image as a raw image/* body
+    raw = client.post("/api/predict", content=png(photo), headers={"content-type": "image/png"})
+    assert raw.json()["probabilities"] == answer["probabilities"]
+
+
+def test_read_number(client, digits):
+    x, y = digits
+    row = np.concatenate([np.pad(255 - x[i], 6, constant_values=255) for i in range(4)], axis=1)
+    r = client.post("/api/read-number", files={"file": ("n.png", png(row), "image/png")})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["number"] == "".join(map(str, y[:4]))
+    assert [d["digit"] for d in answer["digits"]] == list(y[:4])
+    assert all(type(d["top3"][0][0]) is int for d in answer["digits"])
+    boxes = [d["box"] for d in answer["digits"]]
+    assert boxes == sorted(boxes)  # left to right
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "words"),
+    [
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON"),
+        ({"json": {"pixels": [[0] * 28] * 27}}, 422, "28"),
+        ({"json": {"pixels": [[0] * 27] * 28}}, 422, "28 values"),
+        ({"json": {"pixels": [[300] * 28] * 28}}, 422, "between 0 and 255"),
+        ({"json": {"pixels": "seven"}}, 422, "pixels"),
+        ({"json": [1, 2, 3]}, 422, "pixels"),
+        ({"json": {"image": []}}, 422, "pixels"),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "content type"),
+        ({"content": b"hello"}, 415, "content type"),
+        ({"files": {"file": ("x.png", b"not an image", "image/png")}}, 400, "not an image"),
+        ({"files": {"file": ("x.png", b"", "image/png")}}, 400, "empty"),
+        ({"files": {"file": ("x.png", png(np.full((50, 50), 255)), "image/png")}}, 400, "no ink"),
+        ({"files": {"picture": ("x.png", b"abc", "image/png")}}, 422, "'file'"),
+        ({"files": {"file": ("x.png", png(np.zeros((9, 9)))[:40], "image/png")}}, 400, "image"),
+    ],
+)
+def test_bad_requests_get_a_json_error_never_a_500(client, kwargs, status, words):
+    r = client.post("/api/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert words in str(r.json()["detail"])
+
+
+def test_read_number_errors(client):
+    r = client.post("/api/read-number", json={"pixels": []})
+    assert r.status_code == 415
+    r = client.post("/api/read-number", files={"file": ("x.gif", b"GIF89a", "image/gif")})
+    assert r.status_code == 400 and "image" in r.json()["detail"]
+
+
+def test_a_body_over_one_megabyte_gets_413(client):
+    big = b"\x00" * (serve.MAX_BODY + 1)
+    r = client.post("/api/predict", files={"file": ("big.png", big, "image/png")})
+    assert r.status_code == 413 and "over" in r.json()["detail"]
+
+    def chunks():  # no content-length: counted as it streams in
+        for _ in range(40):
+            yield b"\x00" * 32_768
+
+    r = client.post("/api/predict", content=chunks(), headers={"content-type": "image/png"})
+    assert r.status_code == 413
+    assert client.get("/healthz").status_code == 200  # and the server goes on
+
+
+def test_page_and_docs_are_served_without_a_cdn(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+    assert "http" not in page.text.replace("http-equiv", "")  # every asset from this server
+    assert "/api/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_batcher_answers_each_caller_with_its_own_rows():
+    calls = []
+
+    def classify(x):
+        calls.append(len(x))
+        return x.reshape(len(x), -1)[:, :10] * 2
+
+    async def main():
+        batcher = serve.Batcher(classify)
+        worker = asyncio.create_task(batcher.run())
+        inputs = [np.full((1, 28, 28, 1), i, np.float32) for i in range(20)]
+        outs = await asyncio.gather(*(batcher(x) for x in inputs))
+        worker.cancel()
+        return outs
+
+    outs = asyncio.run(main())
+    assert [float(o[0, 0]) for o in outs] == [2.0 * i for i in range(20)]
+    assert sum(calls) == 20 and len(calls) < 20  # requests that waited together ran together
+
+
+def test_default_model_ships_and_serves(tmp_path):
+    app = serve.create_app()
+    with TestClient(app) as c:
+        info = c.get("/api/model").json()
+    assert info["test_accuracy"] >= 0.995 and info["params"] > 0
+    assert predict.default_model().stat().st_size <= 5 * 1024 * 1024
+    assert json.loads((predict.default_model().parent / "metrics.json").read_text())
+
+
+def test_onnx_engine_serves_the_same_answers(small_run, digits):
+    x, _ = digits
+    app = serve.create_app(small_run[0], engine="onnx")
+    with TestClient(app) as c:
+        assert c.get("/api/model").json()["engine"] == "onnx"
+        r = c.post("/api/predict", json={"pixels": x[0].tolist()}).json()
+    expected = predict.classifier(small_run[0])(x[:1, ..., None])[0]
+    assert np.allclose(r["probabilities"], expected, atol=1e-4)
