@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test bench lint clean
+.PHONY: train test bench serve default-model lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -25,6 +25,15 @@ test: $(STAMP)
 ## Every recipe side by side, several seeds each (about 30 minutes on 2 cores, see README).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results-$$(date +%Y-%m-%d).json
+
+## The draw-a-digit page and the JSON API on http://127.0.0.1:8000/ (the packaged model).
+serve: $(STAMP)
+	$(BIN)/mnist-cnn serve
+
+## Retrain the packaged model (about 10 minutes on 2 cores) and put it in the package.
+default-model: $(STAMP)
+	$(BIN)/mnist-cnn train --model robust --seed 0 --out runs/robust-seed0
+	cp runs/robust-seed0/model.keras runs/robust-seed0/metrics.json runs/robust-seed0/config.json src/mnist_cnn/default/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

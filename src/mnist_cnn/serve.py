@@ -7,6 +7,7 @@ Bad input gets a JSON error with a 4xx status; a 500 means a bug.
 """
 
 import asyncio
+import gc
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -173,6 +174,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # The model and TensorFlow leave millions of long-lived objects: keep them out of the
+        # garbage collector's full passes, which otherwise stall every request for ~0.2 s.
+        gc.collect()
+        gc.freeze()
         worker = asyncio.create_task(batcher.run())
         yield
         worker.cancel()
