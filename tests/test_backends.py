@@ -1,0 +1,79 @@
+"""The JAX and PyTorch backends: train, evaluate and predict end to end, and load a model
+trained on TensorFlow with the same answers.
+
+Keras picks its backend once, at import, from KERAS_BACKEND, so each case runs in a fresh
+process. The jax and torch packages come with the `backends` extra (which `dev` includes).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_cnn import data, evaluate, models
+
+QUICK = ["--train-limit", "4096", "--test-limit", "500", "--val-size", "256", "--epochs", "2"]
+
+PREDICT = """
+import sys
+import numpy as np
+from mnist_cnn import models, evaluate
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], evaluate.predict_proba(models.load(sys.argv[1]), x))
+"""
+
+
+def mnist_cnn(backend: str, *args: str, code: str | None = None) -> str:
+    command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "mnist_cnn"]
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    proc = subprocess.run(
+        command if code else [*command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_train_evaluate_predict_on_backend(backend, mnist_dir, small_run, tmp_path):
+    out = tmp_path / "run"
+    mnist_cnn(backend, "train", "--data-dir", str(mnist_dir), "--out", str(out), *QUICK)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == backend
+    assert metrics["test_accuracy"] > 0.85, metrics["test_accuracy"]
+    for name in ("model.keras", "curves.png", "confusion.png", "misclassified.png"):
+        assert (out / name).exists(), name
+
+    # evaluate reproduces the training score on the same backend
+    mnist_cnn(backend, "evaluate", str(out), "--data-dir", str(mnist_dir), "--test-limit", "500")
+    scored = json.loads((out / "eval" / "metrics.json").read_text())
+    assert scored["test_accuracy"] == metrics["test_accuracy"]
+
+    # predict reads an image file
+    ds = data.load(mnist_dir, val_size=0, test_limit=100)
+    image = tmp_path / "digit.png"
+    Image.fromarray(ds.x_test[0, ..., 0].astype(np.uint8)).save(image)
+    answer = json.loads(mnist_cnn(backend, "predict", "--model", str(out), str(image), "--json"))
+    assert answer[0]["error"] is None and len(answer[0]["top3"]) == 3
+
+    # a model trained on TensorFlow predicts the same on this backend, and vice versa
+    np.save(tmp_path / "x.npy", ds.x_test)
+    for model_dir in (small_run[0], out):
+        mnist_cnn(
+            backend,
+            str(model_dir),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "p.npy"),
+            code=PREDICT,
+        )
+        there = np.load(tmp_path / "p.npy")
+        here = evaluate.predict_proba(models.load(model_dir), ds.x_test)  # TensorFlow
+        assert np.abs(there - here).max() < 1e-4
+        assert np.array_equal(there.argmax(1), here.argmax(1))
