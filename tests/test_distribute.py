@@ -1,14 +1,18 @@
-"""Data-parallel training on tf.distribute: two CPU replicas in one process.
+"""Data-parallel training: two CPU replicas on tf.distribute, and two JAX worker processes.
 
-It runs in a fresh process: TensorFlow's logical devices are fixed once it starts.
+Each case runs in fresh processes: devices and clusters are fixed once a backend starts.
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from mnist_cnn import cli, models
 
 QUICK = ["--train-limit", "4096", "--test-limit", "500", "--val-size", "256", "--epochs", "2"]
 
@@ -49,11 +53,58 @@ def test_mirrored_over_two_cpu_devices_trains_like_one_device(mnist_dir, tmp_pat
     assert json.loads((tmp_path / "mirrored" / "config.json").read_text())["strategy"] == "mirrored"
 
 
-def test_unknown_strategy_is_refused(tmp_path):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_on_localhost_end_on_the_same_weights(mnist_dir, tmp_path):
+    cluster = {
+        "KERAS_BACKEND": "jax",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{free_port()}",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+    }
+    procs, outs = [], []
+    for index in range(2):
+        outs.append(tmp_path / f"worker{index}")
+        args = ["train", "--strategy", "multiworker", "--data-dir", str(mnist_dir)]
+        env = {**cluster, "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+        procs.append(run([*args, "--out", str(outs[-1]), *QUICK], env=env))
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, log in zip(procs, logs, strict=True):
+        assert p.returncode == 0, log[-3000:]
+    weights = [models.load(out).get_weights() for out in outs]
+    for a, b in zip(*weights, strict=True):
+        assert np.array_equal(a, b)  # the all-reduce kept the two workers in step
+    metrics = [json.loads((out / "metrics.json").read_text()) for out in outs]
+    assert [m["replicas"] for m in metrics] == [2, 2]
+    assert [m["backend"] for m in metrics] == ["jax", "jax"]
+    assert metrics[0]["test_accuracy"] == metrics[1]["test_accuracy"] > 0.85
+
+
+def test_each_worker_reads_its_own_equal_shard(monkeypatch):
+    from mnist_cnn import distribute
+
+    x, y = np.arange(11)[:, None], np.arange(11)
+    shards = []
+    for index in range(2):
+        monkeypatch.setattr(distribute, "processes", lambda i=index: (i, 2))
+        shards.append(distribute.shard(x, y))
+    assert [len(sy) for _, sy in shards] == [5, 5]  # equal: both run the same number of steps
+    assert not set(shards[0][1]) & set(shards[1][1])  # and never the same images
+    assert np.array_equal(shards[1][0][:, 0], shards[1][1])  # images stay with their labels
+
+
+def test_strategy_errors_say_what_to_do(tmp_path, capsys, monkeypatch):
     from mnist_cnn import distribute
 
     with pytest.raises(distribute.MnistCnnError, match="unknown strategy"):
-        distribute.strategy("multiworker")
+        distribute.strategy("ring")
+    args = ["train", "--strategy", "multiworker", "--out", str(tmp_path / "x"), "--dry-run"]
+    assert cli.main(args) == 2  # this process runs TensorFlow
+    assert "KERAS_BACKEND=jax" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("name", ["mirrored", "none"])

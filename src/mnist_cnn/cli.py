@@ -233,8 +233,9 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--strategy",
-        choices=["none", "mirrored"],
-        help="data-parallel training on tf.distribute over all local GPUs (mirrored); default none",
+        choices=["none", "mirrored", "multiworker"],
+        help="data-parallel training: all local GPUs on tf.distribute (mirrored), or several "
+        "processes/hosts on JAX (multiworker; see README); default none",
     )
     t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
     t.add_argument(

@@ -179,7 +179,7 @@ def train(
     `dataset` skips loading (it must match cfg's split); `probe` is passed to EpochLog.
     """
     run = Path(cfg.out)
-    dist = distribute.strategy(cfg.strategy)  # first: TF's collective ops must be set up early
+    dist = distribute.strategy(cfg.strategy)  # first: collective ops must be set up early
     if resume:
         if not (run / "checkpoint").exists():
             done = (run / "metrics.json").exists()
@@ -197,8 +197,11 @@ def train(
     # only now, so that a run stopped by bad data can simply be started again
     artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
 
-    steps = math.ceil(len(ds.y_train) / cfg.batch_size)
-    y_train, y_val = ds.y_train, ds.y_val
+    # under multiworker each process trains on its own shard, with its share of each batch
+    x_train, y_train = distribute.shard(ds.x_train, ds.y_train)
+    x_val, y_val = distribute.shard(ds.x_val, ds.y_val)
+    batch_size = cfg.batch_size // distribute.processes()[1]
+    steps = math.ceil(len(y_train) / batch_size)
     if cfg.label_smoothing:  # Keras smooths one-hot targets only
         y_train, y_val = (
             keras.utils.to_categorical(y, models.NUM_CLASSES) for y in (y_train, y_val)
@@ -217,14 +220,14 @@ def train(
         keras.callbacks.BackupAndRestore(str(run / "checkpoint"), double_checkpoint=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
     ]
-    validation = (ds.x_val, y_val) if len(y_val) else None
+    validation = (x_val, y_val) if len(y_val) else None
     aug = augment.Augment(
         cfg.shift, cfg.rotate, cfg.zoom, cfg.shear, cfg.elastic, cfg.thickness, cfg.blur, cfg.noise
     )
     if aug:
-        inputs = {"x": Batches(ds.x_train, y_train, cfg.batch_size, aug, cfg.seed)}
+        inputs = {"x": Batches(x_train, y_train, batch_size, aug, cfg.seed)}
     else:
-        inputs = {"x": ds.x_train, "y": y_train, "batch_size": cfg.batch_size}
+        inputs = {"x": x_train, "y": y_train, "batch_size": batch_size}
     model.fit(
         **inputs,
         epochs=cfg.epochs,
@@ -233,9 +236,11 @@ def train(
         verbose=verbose,
     )
 
-    if cfg.precision != "float32":  # save and score a plain float32 model with the same weights
+    distribute.finish(dist)
+    if cfg.precision != "float32" or cfg.strategy == "multiworker":
+        # save and score a plain float32 model, on this process alone, with the same weights
         trained, model = model, models.build(cfg.architecture)
-        model.set_weights(trained.get_weights())
+        model.set_weights([np.asarray(w) for w in trained.get_weights()])
     calibration = None
     if len(ds.y_val):  # fold a temperature fit on the validation split into the saved model
         test_ece_before = calibrate.ece(evaluate.predict_proba(model, ds.x_test), ds.y_test)
@@ -256,7 +261,7 @@ def train(
         "best_val_epoch": best,
         "train_size": len(ds.y_train),
         "flops_per_image": models.flops_per_image(model),
-        "replicas": dist.num_replicas_in_sync if dist is not None else 1,
+        "replicas": distribute.replicas(dist),
         "calibration": calibration,
         **environment(),
     }
