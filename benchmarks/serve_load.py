@@ -118,6 +118,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="model to serve (default: the packaged one)")
     p.add_argument("--engines", nargs="+", default=["keras", "onnx"])
+    p.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--duration", type=int, default=30, help="seconds per measurement")
     p.add_argument("--repeats", type=int, default=3, help="runs per case; the median is quoted")
@@ -134,7 +135,8 @@ def main() -> None:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             command = [sys.executable, "-m", "mnist_cnn", "serve", "--port", str(port)]
-            command += ["--engine", engine] + (["--model", args.model] if args.model else [])
+            command += ["--engine", engine, "--workers", str(args.workers)]
+            command += ["--model", args.model] if args.model else []
             server = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ.copy())
             try:
                 wait_healthy(url, server)
@@ -158,6 +160,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "load_avg_before": load_before,
         "connections": args.connections,
+        "workers": args.workers,
         "duration_s": args.duration,
         "repeats": args.repeats,
         "model": args.model or "packaged",

@@ -191,3 +191,54 @@ def test_onnx_engine_serves_the_same_answers(small_run, digits):
         r = c.post("/api/predict", json={"pixels": x[0].tolist()}).json()
     expected = predict.classifier(small_run[0])(x[:1, ..., None])[0]
     assert np.allclose(r["probabilities"], expected, atol=1e-4)
+
+
+def test_worker_processes_take_their_settings_from_the_environment(small_run, monkeypatch):
+    monkeypatch.setenv("MNIST_CNN_MODEL", str(small_run[0]))
+    monkeypatch.setenv("MNIST_CNN_ENGINE", "keras")
+    monkeypatch.setenv("MNIST_CNN_MIN_CONFIDENCE", "0.7")
+    with TestClient(serve.app_from_env()) as c:
+        info = c.get("/api/model").json()
+    assert info["min_confidence"] == 0.7 and info["params"] == 225_034
+
+
+def test_serve_command_with_two_workers_answers(small_run, digits, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "mnist_cnn", "serve", "--model", str(small_run[0])]
+    server = subprocess.Popen([*command, "--port", str(port), "--workers", "2"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "the server exited"
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+                    assert json.loads(r.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "no answer from the server"
+                time.sleep(0.5)
+        body = json.dumps({"pixels": digits[0][0].tolist()}).encode()
+        request = urllib.request.Request(
+            url + "/api/predict", body, {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert len(json.loads(r.read())["probabilities"]) == 10
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_serve_command_reports_a_missing_model(tmp_path, capsys):
+    from mnist_cnn import cli
+
+    code = cli.main(["serve", "--model", str(tmp_path / "nope.keras"), "--workers", "2"])
+    assert code == 2 and "no model at" in capsys.readouterr().err

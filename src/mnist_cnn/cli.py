@@ -172,7 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ImportError as err:
         raise MnistCnnError(f"{err.name} is missing: pip install 'mnist-cnn[serve]'") from None
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops")
-    serve.serve(args.model, args.host, args.port, args.engine, args.min_confidence)
+    serve.serve(args.model, args.host, args.port, args.engine, args.min_confidence, args.workers)
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -285,6 +285,9 @@ def parser() -> argparse.ArgumentParser:
     _model_options(v)
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--port", type=POSITIVE, default=8000, help="port (default 8000)")
+    v.add_argument(
+        "--workers", type=POSITIVE, default=1, help="server processes, each with the model (1)"
+    )
     v.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")

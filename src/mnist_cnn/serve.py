@@ -10,6 +10,7 @@ import asyncio
 import copy
 import gc
 import json
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from mnist_cnn import predict
+from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.predict import Classifier, ImageError
 
 MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
@@ -296,15 +298,43 @@ def _pixels(body: bytes) -> np.ndarray:
         ) from None
 
 
+def app_from_env() -> FastAPI:
+    """The app in each of uvicorn's worker processes, configured by `serve` through the
+    environment (workers start by importing this, so they cannot take arguments)."""
+    threshold = os.environ.get("MNIST_CNN_MIN_CONFIDENCE")
+    return create_app(
+        os.environ.get("MNIST_CNN_MODEL") or None,
+        os.environ.get("MNIST_CNN_ENGINE", "keras"),
+        float(threshold) if threshold else None,
+    )
+
+
 def serve(
     model: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     engine: str = "keras",
     min_confidence: float | None = None,
+    workers: int = 1,
 ) -> None:
-    """Run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted; workers > 1 runs that many processes, each
+    with its own copy of the model, sharing the port."""
     import uvicorn
 
-    app = create_app(model, engine, min_confidence)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if workers == 1:
+        app = create_app(model, engine, min_confidence)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    if model is not None and not Path(model).exists():
+        raise MnistCnnError(f"no model at {model}: give a .keras file, a run folder or an export")
+    os.environ["MNIST_CNN_MODEL"] = str(model or "")
+    os.environ["MNIST_CNN_ENGINE"] = engine
+    os.environ["MNIST_CNN_MIN_CONFIDENCE"] = "" if min_confidence is None else str(min_confidence)
+    uvicorn.run(
+        "mnist_cnn.serve:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
