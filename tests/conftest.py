@@ -46,3 +46,12 @@ def small_run(mnist_dir, tmp_path_factory):
     cfg = train.make_config("seed", seed=3, data_dir=str(mnist_dir), out=str(out), **SMALL)
     metrics = train.train(cfg, verbose=0)
     return out, metrics
+
+
+@pytest.fixture(scope="session")
+def test_digits(mnist_dir):
+    """The first 200 MNIST test digits (28x28, 0-255) and their labels."""
+    from mnist_cnn import data
+
+    ds = data.load(mnist_dir, val_size=0, test_limit=200)
+    return ds.x_test[..., 0], ds.y_test

@@ -14,12 +14,6 @@ from mnist_cnn import cli, data, predict
 
 
 @pytest.fixture(scope="module")
-def test_digits(mnist_dir):
-    ds = data.load(mnist_dir, val_size=0, test_limit=200)
-    return ds.x_test[..., 0], ds.y_test
-
-
-@pytest.fixture(scope="module")
 def some_digits(test_digits):
     """A handful of real MNIST test digits for the property tests."""
     return test_digits[0][:20]

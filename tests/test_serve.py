@@ -9,13 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mnist_cnn import data, predict, serve
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_dir):
-    ds = data.load(mnist_dir, val_size=0, test_limit=40)
-    return ds.x_test[..., 0], ds.y_test
+from mnist_cnn import predict, serve
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +42,8 @@ def test_health_and_model_info(client, small_run):
     assert info["name"] == "seed" and info["engine"] == "keras" and info["min_confidence"] == 0.5
 
 
-def test_pixels_give_the_same_answer_as_the_model(client, small_run, digits):
-    x, y = digits
+def test_pixels_give_the_same_answer_as_the_model(client, small_run, test_digits):
+    x, y = test_digits
     classify = predict.classifier(small_run[0])
     expected = classify(x[:10, ..., None])
     for i in range(10):
@@ -69,8 +63,8 @@ def test_pixels_give_the_same_answer_as_the_model(client, small_run, digits):
     assert right >= 36
 
 
-def test_an_uploaded_photo_is_normalised_like_predict_does(client, small_run, digits):
-    x, y = digits
+def test_an_uploaded_photo_is_normalised_like_predict_does(client, small_run, test_digits):
+    x, y = test_digits
     photo = paper(x[0])
     r = client.post("/api/predict", files={"file": ("seven.png", png(photo), "image/png")})
     assert r.status_code == 200, r.text
@@ -85,8 +79,8 @@ def test_an_uploaded_photo_is_normalised_like_predict_does(client, small_run, di
     assert raw.json()["probabilities"] == answer["probabilities"]
 
 
-def test_read_number(client, digits):
-    x, y = digits
+def test_read_number(client, test_digits):
+    x, y = test_digits
     row = np.concatenate([np.pad(255 - x[i], 6, constant_values=255) for i in range(4)], axis=1)
     r = client.post("/api/read-number", files={"file": ("n.png", png(row), "image/png")})
     assert r.status_code == 200, r.text
@@ -183,8 +177,8 @@ def test_default_model_ships_and_serves(tmp_path):
     assert json.loads((predict.default_model().parent / "metrics.json").read_text())
 
 
-def test_onnx_engine_serves_the_same_answers(small_run, digits):
-    x, _ = digits
+def test_onnx_engine_serves_the_same_answers(small_run, test_digits):
+    x, _ = test_digits
     app = serve.create_app(small_run[0], engine="onnx")
     with TestClient(app) as c:
         assert c.get("/api/model").json()["engine"] == "onnx"
@@ -202,7 +196,7 @@ def test_worker_processes_take_their_settings_from_the_environment(small_run, mo
     assert info["min_confidence"] == 0.7 and info["params"] == 225_034
 
 
-def test_serve_command_with_two_workers_answers(small_run, digits, tmp_path):
+def test_serve_command_with_two_workers_answers(small_run, test_digits, tmp_path):
     import socket
     import subprocess
     import sys
@@ -226,7 +220,7 @@ def test_serve_command_with_two_workers_answers(small_run, digits, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "no answer from the server"
                 time.sleep(0.5)
-        body = json.dumps({"pixels": digits[0][0].tolist()}).encode()
+        body = json.dumps({"pixels": test_digits[0][0].tolist()}).encode()
         request = urllib.request.Request(
             url + "/api/predict", body, {"content-type": "application/json"}
         )
