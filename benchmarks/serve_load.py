@@ -70,6 +70,9 @@ def bodies(folder: Path) -> dict[str, tuple[str, Path]]:
     }
 
 
+KIND = {"JSON pixels": "json", "PNG upload": "png"}
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,6 +125,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--duration", type=int, default=30, help="seconds per measurement")
     p.add_argument("--repeats", type=int, default=3, help="runs per case; the median is quoted")
+    p.add_argument("--requests", nargs="+", choices=["json", "png"], default=["json", "png"])
     p.add_argument("--out", default="serve-load.json")
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -130,7 +134,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        cases = bodies(Path(tmp))
+        cases = {k: v for k, v in bodies(Path(tmp)).items() if KIND[k] in args.requests}
         for engine in args.engines:
             port = free_port()
             url = f"http://127.0.0.1:{port}"

@@ -28,6 +28,26 @@ def test_export_agrees_with_keras_on_the_full_test_set(fmt, reference, tmp_path,
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_int8_export_keeps_the_answers(reference, mnist_dir, tmp_path, capsys):
+    run_dir, x, keras_proba = reference
+    target = tmp_path / "model-int8.onnx"
+    args = ["export", "--model", str(run_dir), "--format", "onnx-int8", "--out", str(target)]
+    assert cli.main([*args, "--data-dir", str(mnist_dir)]) == 0
+    assert str(target) in capsys.readouterr().out
+    import onnx
+
+    graph = onnx.load(str(target)).graph
+    int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2 and len(int8) >= 2  # both conv kernels stored as 8-bit integers
+    proba = export.predict_batched(export.load_exported(target), x)
+    assert (proba.argmax(1) == keras_proba.argmax(1)).mean() >= 0.995
+    assert np.allclose(proba.sum(1), 1, atol=1e-4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(MnistCnnError, match="calibration"):
+        export.export(models.load(run_dir), "onnx-int8", tmp_path / "x.onnx")
+
+
 def test_saved_model_export_replaces_an_old_one_whole(small_run, tmp_path):
     model = models.load(small_run[0])
     target = tmp_path / "sm"

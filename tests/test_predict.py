@@ -253,6 +253,24 @@ def test_blank_page_has_no_number(small_run, tmp_path, capsys):
     assert "no ink found" in capsys.readouterr().out
 
 
+def test_packaged_int8_model_answers_like_the_packaged_model(mnist_dir):
+    """The shipped int8 ONNX (engine int8) is the packaged model: same answers, same accuracy."""
+    from mnist_cnn import export
+
+    ds = data.load(mnist_dir, val_size=0)
+    full = export.predict_batched(predict.classifier(), ds.x_test).argmax(1)
+    int8 = export.predict_batched(predict.classifier(engine="int8", threads=1), ds.x_test).argmax(1)
+    assert (full == int8).mean() >= 0.999
+    assert (int8 == ds.y_test).mean() >= 0.996
+
+
+def test_engine_int8_quantizes_a_keras_model_on_mnist(small_run, test_digits):
+    x, _ = test_digits  # calibration reads MNIST_DATA_DIR, like any command without --data-dir
+    keras_way = predict.classifier(small_run[0])(x[..., None]).argmax(1)
+    int8_way = predict.classifier(small_run[0], engine="int8")(x[..., None]).argmax(1)
+    assert (keras_way == int8_way).mean() >= 0.99
+
+
 def test_engine_onnx_runs_a_keras_model_on_onnx_runtime(small_run, test_digits):
     x, _ = test_digits
     keras_way = predict.classifier(small_run[0])(x[:50, ..., None])

@@ -3,6 +3,9 @@
 import asyncio
 import io
 import json
+import os
+import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,13 +194,13 @@ def test_worker_processes_take_their_settings_from_the_environment(small_run, mo
     monkeypatch.setenv("MNIST_CNN_MODEL", str(small_run[0]))
     monkeypatch.setenv("MNIST_CNN_ENGINE", "keras")
     monkeypatch.setenv("MNIST_CNN_MIN_CONFIDENCE", "0.7")
+    monkeypatch.setenv("MNIST_CNN_THREADS", "1")
     with TestClient(serve.app_from_env()) as c:
         info = c.get("/api/model").json()
     assert info["min_confidence"] == 0.7 and info["params"] == 225_034
 
 
 def test_serve_command_with_two_workers_answers(small_run, test_digits, tmp_path):
-    import socket
     import subprocess
     import sys
     import time
@@ -226,9 +229,79 @@ def test_serve_command_with_two_workers_answers(small_run, test_digits, tmp_path
         )
         with urllib.request.urlopen(request, timeout=30) as r:
             assert len(json.loads(r.read())["probabilities"]) == 10
+        # each process listens on its own socket (SO_REUSEPORT), so the kernel spreads
+        # connections over both: 40 connections all landing on one would happen 1 in 2^39
+        listeners = _children(server.pid)
+        assert len(listeners) == 2
+        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        time.sleep(1)
+        assert all(_connections(pid, port) > 0 for pid in listeners)
+        for s in sockets:
+            s.close()
     finally:
         server.terminate()
-        server.wait(30)
+        assert server.wait(60) == 0  # a clean stop, that takes its workers with it
+    assert not [pid for pid in listeners if Path(f"/proc/{pid}").exists()]
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (the server's workers; spawn adds a resource tracker
+    that holds no socket, so keep those that listen)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return [k for k in kids if _listens(k)]
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _tcp_rows() -> list[list[str]]:
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if Path(table).exists():
+            rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
+    return rows
+
+
+def _listens(pid: int) -> bool:
+    inodes = _socket_inodes(pid)
+    return any(row[3] == "0A" and row[9] in inodes for row in _tcp_rows())  # 0A: LISTEN
+
+
+def _connections(pid: int, port: int) -> int:
+    """Established connections to `port` that process `pid` holds."""
+    inodes = _socket_inodes(pid)
+    local = f":{port:04X}"
+    return sum(
+        row[3] == "01" and row[1].endswith(local) and row[9] in inodes for row in _tcp_rows()
+    )
+
+
+def test_serve_refuses_a_port_in_use(small_run, capsys):
+    from mnist_cnn import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ["serve", "--model", str(small_run[0]), "--port", str(port), "--workers", "2"]
+        assert cli.main(args) == 2
+    assert "cannot listen" in capsys.readouterr().err
 
 
 def test_serve_command_reports_a_missing_model(tmp_path, capsys):

@@ -132,8 +132,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     source, beside = _model_path(args.model)
     model = models.load(source)
-    default = "saved_model" if args.format == "saved_model" else f"model.{args.format}"
-    path = export.export(model, args.format, Path(args.out) if args.out else beside / default)
+    names = {"saved_model": "saved_model", "onnx-int8": "model-int8.onnx"}
+    default = names.get(args.format, f"model.{args.format}")
+    calibration = export.calibration_images(args.data_dir) if args.format == "onnx-int8" else None
+    out = Path(args.out) if args.out else beside / default
+    path = export.export(model, args.format, out, calibration)
     print(f"wrote {path}")
 
 
@@ -185,7 +188,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default="keras",
-        help="run a .keras model on Keras or ONNX Runtime (default keras)",
+        help="run a .keras model on Keras, ONNX Runtime, or ONNX Runtime in int8 (default keras)",
     )
     p.add_argument(
         "--min-confidence",
@@ -269,8 +272,14 @@ def parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="write a model as ONNX, TFLite or a TF SavedModel")
     x.add_argument("--model", help="a .keras file or a run folder (default: the packaged model)")
-    x.add_argument("--format", required=True, choices=["onnx", "tflite", "saved_model"])
+    x.add_argument(
+        "--format",
+        required=True,
+        choices=["onnx", "onnx-int8", "tflite", "saved_model"],
+        help="onnx-int8: ONNX quantized to 8-bit integers, 2-3x faster on CPUs",
+    )
     x.add_argument("--out", help="file (folder for saved_model); default: beside the model")
+    x.add_argument("--data-dir", help="MNIST, for onnx-int8's calibration (or MNIST_DATA_DIR)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="read the digit in each image file")
