@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -102,8 +103,45 @@ def test_batches_keep_labels_with_their_images():
         seen += list(by)
     assert sorted(seen) == list(range(300))  # every image once per epoch
     first = batches[0][1].copy()
-    batches.on_epoch_end()
+    batches.set_epoch(1)
     assert not np.array_equal(first, batches[0][1])  # reshuffled
+
+
+def test_closing_clean_epochs_see_the_images_as_they_are():
+    x = np.random.default_rng(0).uniform(0, 255, (100, 28, 28, 1)).astype("float32")
+    batches = train.Batches(x, np.arange(100), 50, augment.Augment(rotate=20), 1, clean_from=2)
+    for epoch, clean in [(0, False), (1, False), (2, True), (3, True)]:
+        batches.set_epoch(epoch)
+        bx, by = batches[0]
+        assert np.array_equal(bx, x[by]) == clean
+
+
+def test_fit_fetches_each_epoch_after_the_batches_know_it(tmp_path):
+    """Keras must not fetch a batch of epoch e before EpochSync says e starts (no stale
+    prefetch), or clean epochs and resumed runs would start with the wrong images."""
+    fetched = []
+
+    class Recording(train.Batches):
+        def __getitem__(self, i):
+            fetched.append(self.epoch)
+            return super().__getitem__(i)
+
+    x = np.zeros((64, 28, 28, 1), "float32")
+    y = keras.utils.to_categorical(np.arange(64) % 10, 10)
+    batches = Recording(x, y, 16, augment.Augment(shift=1), seed=0, clean_from=2)
+    logged = []
+
+    class Log(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            logged.append(batches.epoch)
+
+    model = models.build("fast")
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.fit(batches, epochs=3, verbose=0, callbacks=[train.EpochSync(batches), Log()])
+    assert logged == [0] * 4 + [1] * 4 + [2] * 4
+    # Keras peeks at a batch or two before training, to learn their shapes; then each epoch's
+    # four batches are fetched while that epoch runs
+    assert fetched[-12:] == [0] * 4 + [1] * 4 + [2] * 4 and set(fetched[:-12]) <= {0}
 
 
 def test_best_model_has_no_randomness_at_inference(tmp_path):

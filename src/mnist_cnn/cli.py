@@ -67,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "thickness": args.thickness,
         "blur": args.blur,
         "noise": args.noise,
+        "clean_epochs": args.clean_epochs,
         "label_smoothing": args.label_smoothing,
         "precision": args.precision,
         "strategy": args.strategy,
@@ -228,6 +229,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--thickness", type=_at_least(0.0, float), help="chance of a bolder/finer pen")
     t.add_argument("--blur", type=_at_least(0.0, float), help="largest random blur sigma, pixels")
     t.add_argument("--noise", type=_at_least(0.0, float), help="largest random noise std (0-255)")
+    t.add_argument(
+        "--clean-epochs", type=_at_least(0, int), help="last N epochs without augmentation"
+    )
     t.add_argument("--label-smoothing", type=_at_least(0.0, float), help="e.g. 0.1 (0: off)")
     t.add_argument(
         "--precision",

@@ -271,7 +271,7 @@ def classifier(
     if path.suffix in (".onnx", ".tflite"):
         return export.load_exported(path, threads)
     shipped = default_model().with_name("model-int8.onnx")
-    if engine == "int8" and path == default_model() and shipped.exists():
+    if engine == "int8" and path.resolve() == default_model().resolve() and shipped.exists():
         return export.load_exported(shipped, threads)
     model = models.load(path)
     if engine in ("onnx", "int8"):

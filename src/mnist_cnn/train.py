@@ -40,6 +40,7 @@ class TrainConfig:
     thickness: float = 0.0
     blur: float = 0.0
     noise: float = 0.0
+    clean_epochs: int = 0
     label_smoothing: float = 0.0
     precision: str = "float32"
     strategy: str = "none"
@@ -89,27 +90,51 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
 
 
 class Batches(keras.utils.PyDataset):
-    """Shuffled training batches, augmented afresh every epoch as `aug` says (or not at all)."""
+    """Shuffled training batches, augmented afresh every epoch as `aug` says (or not at all).
+
+    From epoch `clean_from` on (0-based), batches are the images as they are: a few closing
+    epochs on undistorted digits fit the model to digits as the test set has them.
+    """
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int, aug: augment.Augment, seed: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        aug: augment.Augment,
+        seed: int,
+        clean_from: int | None = None,
     ):
         super().__init__()
         self.x, self.y, self.batch_size, self.aug, self.seed = x, y, batch_size, aug, seed
-        self.epoch = 0
-        self.order = np.random.default_rng((seed, 0)).permutation(len(y))
+        self.clean_from = clean_from
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle and augment as epoch `epoch` does (also after a resume)."""
+        self.epoch = epoch
+        self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.y))
 
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch_size)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.clean_from is not None and self.epoch >= self.clean_from:
+            return self.x[idx], self.y[idx]
         rng = np.random.default_rng((self.seed, self.epoch, i))
         return augment.apply(self.x[idx], rng, self.aug), self.y[idx]
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.y))
+
+class EpochSync(keras.callbacks.Callback):
+    """Tells the batches which epoch is starting, so a resumed run goes on where it stopped."""
+
+    def __init__(self, batches: Batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.batches.set_epoch(epoch)
 
 
 Probe = Callable[[keras.Model], dict[str, float]]
@@ -225,7 +250,10 @@ def train(
         cfg.shift, cfg.rotate, cfg.zoom, cfg.shear, cfg.elastic, cfg.thickness, cfg.blur, cfg.noise
     )
     if aug:
-        inputs = {"x": Batches(x_train, y_train, batch_size, aug, cfg.seed)}
+        clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
+        batches = Batches(x_train, y_train, batch_size, aug, cfg.seed, clean_from)
+        inputs = {"x": batches}
+        callbacks.append(EpochSync(batches))
     else:
         inputs = {"x": x_train, "y": y_train, "batch_size": batch_size}
     model.fit(
