@@ -173,6 +173,7 @@ def best_run(mnist_dir, tmp_path_factory):
         test_limit=1000,
         val_size=500,
         epochs=2,
+        clean_epochs=1,  # one augmented epoch, one on the digits as they are
     )
     return out, train.train(cfg, verbose=0)
 

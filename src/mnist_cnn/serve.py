@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -381,8 +382,12 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _free_port(host: str, port: int) -> None:
-    """Refuse a port another program listens on (SO_REUSEPORT would otherwise share it)."""
-    with socket.socket() as probe:
+    """Refuse a port another program listens on (SO_REUSEPORT would otherwise share it).
+
+    SO_REUSEADDR, as servers set it: connections of a stopped server left in TIME_WAIT do not
+    hold the port."""
+    with socket.socket(_family(host)) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as err:
@@ -400,9 +405,17 @@ def _worker(host: str, port: int) -> None:
     """
     import uvicorn
 
-    sock = socket.socket()
+    sock = socket.socket(_family(host))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     config = uvicorn.Config(app_from_env, factory=True, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except MnistCnnError as err:  # e.g. no MNIST to calibrate int8 on: one line, not a traceback
+        print(f"mnist-cnn: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
