@@ -82,7 +82,8 @@ RECIPES["robust"] = {
 }
 
 # The most accurate single model: `robust`, whose last 2 of 15 epochs train on the digits as
-# they are, fitting the model to undistorted digits at the end of the decay (99.73%, the mean of seeds 0-2).
+# they are, fitting the model to undistorted digits at the end of the decay (99.73%: the mean
+# of seeds 0-2).
 RECIPES["best"] = {**RECIPES["robust"], "clean_epochs": 2}
 
 # The fast architecture trained the default way: 99.4% at a third of the seed's FLOPs, for
