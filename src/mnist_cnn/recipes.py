@@ -55,14 +55,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 # shifted afresh each epoch, label smoothing, AdamW with warm-up then cosine decay.
 # (This was `best` until 2026-11-25; `best` now adds what follows.)
 RECIPES["deep"] = {
+    **RECIPES["seed"],  # its optimizer, schedule and batch size
     "architecture": "best",
     "epochs": 15,
-    "batch_size": 128,
-    "lr": 3e-3,
-    "optimizer": "adamw",
-    "weight_decay": 5e-4,
-    "schedule": "cosine",
-    "warmup": 0.1,
     "shift": 2.5,
     "rotate": 10.0,
     "zoom": 0.1,
