@@ -144,14 +144,33 @@ def test_fit_fetches_each_epoch_after_the_batches_know_it(tmp_path):
     assert fetched[-12:] == [0] * 4 + [1] * 4 + [2] * 4 and set(fetched[:-12]) <= {0}
 
 
-def test_best_model_has_no_randomness_at_inference(tmp_path):
-    model = models.build("best")
-    assert 300_000 < model.count_params() < 350_000
+def test_deep_model_has_no_randomness_at_inference(tmp_path):
+    model = models.build("deep")
+    assert model.count_params() == 326_826
     x = digits(8)
     a, b = np.asarray(model(x)), np.asarray(model(x))
     assert np.array_equal(a, b)  # dropout off, batch-norm on its moving statistics
     assert np.allclose(a.sum(1), 1, atol=1e-5)
     assert not np.array_equal(np.asarray(model(x, training=True)), a)
+
+
+def test_residual_model_keeps_full_resolution_and_adds_back_its_input():
+    model = models.build("residual")
+    assert model.count_params() == 299_402
+    assert tuple(model.get_layer("res1").output.shape[1:]) == (28, 28, 32)  # padded, no crop
+    assert tuple(model.get_layer("res4").output.shape[1:]) == (4, 4, 128)
+    adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    assert len(adds) == 4
+    x = digits(8)
+    a, b = np.asarray(model(x)), np.asarray(model(x))
+    assert np.array_equal(a, b) and np.allclose(a.sum(1), 1, atol=1e-5)
+
+
+def test_best_is_best_deep_on_the_residual_network():
+    from mnist_cnn.recipes import RECIPES
+
+    assert RECIPES["best"] == {**RECIPES["best-deep"], "architecture": "residual"}
+    assert RECIPES["best-deep"]["architecture"] == "deep" and RECIPES["best"]["clean_epochs"] == 2
 
 
 def test_tta_shift_moves_pixels():
@@ -180,16 +199,43 @@ def best_run(mnist_dir, tmp_path_factory):
 
 def test_a_short_best_run_learns(best_run):
     out, metrics = best_run
-    assert metrics["params"] == models.build("best").count_params()
+    assert metrics["params"] == 299_402 and metrics["model"] == "best"
     assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
     config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "residual"
     assert config["rotate"] == 10 and config["label_smoothing"] == 0.1
     history = json.loads((out / "history.json").read_text())
     assert history["loss"][-1] < history["loss"][0]
 
 
-def test_ensemble_is_the_mean_of_its_members(best_run, small_run, mnist_dir, tmp_path, capsys):
-    runs = [best_run[0], small_run[0]]
+@pytest.fixture(scope="module")
+def deep_run(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("deep") / "run"
+    cfg = train.make_config(
+        "best-deep",
+        seed=1,
+        data_dir=str(mnist_dir),
+        out=str(out),
+        train_limit=4000,
+        test_limit=1000,
+        val_size=500,
+        epochs=2,
+        clean_epochs=1,
+    )
+    return out, train.train(cfg, verbose=0)
+
+
+def test_a_short_best_deep_run_learns(deep_run):
+    out, metrics = deep_run
+    assert metrics["params"] == 326_826 and metrics["model"] == "best-deep"
+    assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
+    assert json.loads((out / "config.json").read_text())["architecture"] == "deep"
+
+
+def test_ensemble_is_the_mean_of_its_members(
+    best_run, deep_run, small_run, mnist_dir, tmp_path, capsys
+):
+    runs = [best_run[0], deep_run[0], small_run[0]]  # three architectures
     out = tmp_path / "ens"
     code = cli.main(["ensemble", *map(str, runs), "--out", str(out), "--test-limit", "500"])
     assert code == 0
@@ -198,7 +244,7 @@ def test_ensemble_is_the_mean_of_its_members(best_run, small_run, mnist_dir, tmp
     ens = models.load(out)  # saved and loaded like any model
     assert np.allclose(evaluate.predict_proba(ens, x), mean, atol=1e-6)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test_size"] == 500 and len(metrics["member_test_accuracy"]) == 2
+    assert metrics["test_size"] == 500 and len(metrics["member_test_accuracy"]) == 3
     assert (out / "misclassified.png").exists() and (out / "confusion.png").exists()
     assert "members:" in capsys.readouterr().out
     # the ensemble evaluates through the ordinary command, with and without TTA

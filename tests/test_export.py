@@ -92,3 +92,13 @@ def test_export_errors_are_one_clear_message(small_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("mnist-cnn: error: ") and "Traceback" not in err
     assert cli.main(["export", "--model", str(tmp_path / "nope"), "--format", "onnx"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "saved_model"])
+def test_the_residual_net_exports_too(fmt, tmp_path):
+    """`best`'s network (skip connections, global pooling) answers the same once exported."""
+    model = models.build("residual")
+    x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype("float32")
+    target = export.export(model, fmt, tmp_path / f"model{export.FORMATS[fmt]}")
+    proba = export.predict_batched(export.load_exported(target), x)
+    assert np.abs(proba - evaluate.predict_proba(model, x)).max() < 1e-4
