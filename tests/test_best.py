@@ -180,11 +180,11 @@ def test_tta_shift_moves_pixels():
     assert not moved[:, 0].any() and not moved[:, :, -1].any()
 
 
-@pytest.fixture(scope="module")
-def best_run(mnist_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("best") / "run"
+def short_run(recipe: str, mnist_dir, tmp_path_factory):
+    """`recipe` on 4,000 images: one augmented epoch, one on the digits as they are."""
+    out = tmp_path_factory.mktemp(recipe) / "run"
     cfg = train.make_config(
-        "best",
+        recipe,
         seed=1,
         data_dir=str(mnist_dir),
         out=str(out),
@@ -192,9 +192,14 @@ def best_run(mnist_dir, tmp_path_factory):
         test_limit=1000,
         val_size=500,
         epochs=2,
-        clean_epochs=1,  # one augmented epoch, one on the digits as they are
+        clean_epochs=1,
     )
     return out, train.train(cfg, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def best_run(mnist_dir, tmp_path_factory):
+    return short_run("best", mnist_dir, tmp_path_factory)
 
 
 def test_a_short_best_run_learns(best_run):
@@ -210,19 +215,7 @@ def test_a_short_best_run_learns(best_run):
 
 @pytest.fixture(scope="module")
 def deep_run(mnist_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("deep") / "run"
-    cfg = train.make_config(
-        "best-deep",
-        seed=1,
-        data_dir=str(mnist_dir),
-        out=str(out),
-        train_limit=4000,
-        test_limit=1000,
-        val_size=500,
-        epochs=2,
-        clean_epochs=1,
-    )
-    return out, train.train(cfg, verbose=0)
+    return short_run("best-deep", mnist_dir, tmp_path_factory)
 
 
 def test_a_short_best_deep_run_learns(deep_run):
