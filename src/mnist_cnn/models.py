@@ -14,6 +14,12 @@ from mnist_cnn.recipes import PRECISIONS
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training pixels, after /255
+
+
+def standardise() -> layers.Rescaling:
+    """Raw 0-255 pixels to zero mean and unit variance over MNIST, inside the model."""
+    return layers.Rescaling(1.0 / (255 * MNIST_STD), offset=-MNIST_MEAN / MNIST_STD, name="scale")
 
 
 def seed() -> keras.Model:
@@ -40,11 +46,10 @@ def fast() -> keras.Model:
     Standardising (MNIST's mean 0.1307 and std 0.3081 after /255) instead of plain /255 lets
     a high learning rate work from the first step, which is what one-epoch training needs.
     """
-    mean, std = 0.1307, 0.3081
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE, name="pixels"),
-            layers.Rescaling(1.0 / (255 * std), offset=-mean / std, name="scale"),
+            standardise(),
             layers.Conv2D(16, 5, activation="relu", name="conv1"),
             layers.MaxPooling2D(2, name="pool1"),
             layers.Conv2D(32, 3, activation="relu", name="conv2"),
@@ -63,10 +68,9 @@ def deep() -> keras.Model:
     Two blocks of 3x3, 3x3 and a strided 5x5 conv (32 then 64 filters) replace pooling with
     learned downsampling; a 4x4 conv of 128 filters ends on a 1x1 map before the classifier.
     """
-    mean, std = 0.1307, 0.3081
     stack: list[layers.Layer] = [
         keras.Input(INPUT_SHAPE, name="pixels"),
-        layers.Rescaling(1.0 / (255 * std), offset=-mean / std, name="scale"),
+        standardise(),
     ]
 
     def conv(name: str, filters: int, size: int, strides: int = 1, padding: str = "valid"):
@@ -95,9 +99,8 @@ def residual() -> keras.Model:
     to start with, max-pooling downsamples, and each stage adds a batch-normed 3x3 conv back
     onto its input; global average pooling feeds the classifier.
     """
-    mean, std = 0.1307, 0.3081
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
-    x = layers.Rescaling(1.0 / (255 * std), offset=-mean / std, name="scale")(inputs)
+    x = standardise()(inputs)
     x = layers.Conv2D(32, 5, padding="same", activation="relu", name="stem")(x)
 
     def block(x, name: str):

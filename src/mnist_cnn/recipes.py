@@ -53,7 +53,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 # Built for accuracy: a 7-conv batch-norm net, every image rotated, zoomed, sheared and
 # shifted afresh each epoch, label smoothing, AdamW with warm-up then cosine decay.
-# (This was `best` until 2026-11-25; `best` now adds what follows.)
+# (This was `best` until 2026-11-25; `robust` and `best-deep` build on it.)
 RECIPES["deep"] = {
     **RECIPES["seed"],  # its optimizer, schedule and batch size
     "architecture": "deep",
