@@ -26,6 +26,7 @@ class Augment:
     thickness: float = 0.0  # chance of a stroke one pixel thicker or thinner (other pens)
     blur: float = 0.0  # Gaussian blur, largest sigma in pixels (out-of-focus photos), half the time
     noise: float = 0.0  # Gaussian noise, largest std (0-255 scale: paper, sensor), half the time
+    scan: float = 0.0  # chance of a low-resolution binarised scan, scaled back up (forms)
 
     @property
     def affine(self) -> bool:
@@ -34,7 +35,7 @@ class Augment:
 
     @property
     def appearance(self) -> bool:
-        return bool(self.thickness or self.blur or self.noise)
+        return bool(self.thickness or self.blur or self.noise or self.scan)
 
     def __bool__(self) -> bool:
         return bool(self.shift or self.affine or self.appearance)
@@ -128,10 +129,31 @@ def restyle_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.n
             peak = x[i].max()
             x[i, ..., 0] = ndimage.gaussian_filter(x[i, ..., 0], sigmas[i])
             x[i] *= peak / max(float(x[i].max()), 1e-6)  # blur dims the ink; keep its peak
+    if aug.scan:
+        for i in np.flatnonzero(rng.random(n) < aug.scan):
+            x[i, ..., 0] = scan_image(x[i, ..., 0], rng)
     if aug.noise:
         stds = np.where(noisy < 0.5, rng.uniform(0, aug.noise, n), 0)[:, None, None, None]
         x = np.clip(x + rng.normal(size=x.shape).astype(np.float32) * stds, 0, 255)
     return x.astype(np.float32)
+
+
+def scan_image(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 28x28 digit as a form scanner keeps it: its 20 px box at 8-16 px, binarised (or a few
+    grey levels), then scaled back up, so the model meets blocky, hard-edged strokes."""
+    from PIL import Image
+
+    side = int(rng.integers(8, 17))
+    small = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BOX))
+    top = max(float(small.max()), 1.0)
+    if rng.random() < 0.7:
+        small = np.where(small > top * rng.uniform(0.2, 0.45), 255.0, 0.0)
+    else:
+        levels = int(rng.integers(3, 6))
+        small = np.round(small / top * (levels - 1)) * 255 / (levels - 1)
+    resample = Image.Resampling.NEAREST if rng.random() < 0.5 else Image.Resampling.BILINEAR
+    big = Image.fromarray(small.astype(np.float32)).resize(digit.shape[::-1], resample)
+    return np.asarray(big, np.float32)
 
 
 def apply(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:

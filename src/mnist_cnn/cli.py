@@ -67,6 +67,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         "thickness": args.thickness,
         "blur": args.blur,
         "noise": args.noise,
+        "scan": args.scan,
+        "synthetic": args.synthetic,
         "clean_epochs": args.clean_epochs,
         "label_smoothing": args.label_smoothing,
         "precision": args.precision,
@@ -229,6 +231,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--thickness", type=_at_least(0.0, float), help="chance of a bolder/finer pen")
     t.add_argument("--blur", type=_at_least(0.0, float), help="largest random blur sigma, pixels")
     t.add_argument("--noise", type=_at_least(0.0, float), help="largest random noise std (0-255)")
+    t.add_argument("--scan", type=_at_least(0.0, float), help="chance of a binarised low-res scan")
+    t.add_argument(
+        "--synthetic",
+        type=_at_least(0.0, float),
+        help="share of each batch drawn from synthetic digits of other writers (fonts, styles)",
+    )
     t.add_argument(
         "--clean-epochs", type=_at_least(0, int), help="last N epochs without augmentation"
     )

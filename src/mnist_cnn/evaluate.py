@@ -72,6 +72,17 @@ def score(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     }
 
 
+def answered(probs: np.ndarray, y: np.ndarray, min_confidence: float) -> dict[str, float]:
+    """What a user sees at an "unsure" threshold: right answers over all digits (top1), the
+    share left unsure, and how often an answer that was given is right."""
+    sure, right = probs.max(1) >= min_confidence, probs.argmax(1) == np.asarray(y)
+    return {
+        "top1": float(right.mean()),
+        "unsure": float(1 - sure.mean()),
+        "answered_accuracy": float(right[sure].mean()) if sure.any() else float("nan"),
+    }
+
+
 def evaluate(
     model: keras.Model,
     x_test: np.ndarray,

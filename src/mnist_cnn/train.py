@@ -12,7 +12,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, augment, calibrate, data, distribute, evaluate, models, plots
+from mnist_cnn import (
+    artifacts,
+    augment,
+    calibrate,
+    data,
+    distribute,
+    evaluate,
+    models,
+    plots,
+    synth,
+)
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.recipes import RECIPES
 
@@ -40,6 +50,8 @@ class TrainConfig:
     thickness: float = 0.0
     blur: float = 0.0
     noise: float = 0.0
+    scan: float = 0.0
+    synthetic: float = 0.0
     clean_epochs: int = 0
     label_smoothing: float = 0.0
     precision: str = "float32"
@@ -58,6 +70,7 @@ def make_config(model: str = "seed", **overrides: Any) -> TrainConfig:
         raise MnistCnnError(f"unknown model {model!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
     limits = {"label_smoothing": 1, "zoom": 1, "shear": 60, "rotate": 180, "thickness": 1.01}
+    limits |= {"scan": 1.01, "synthetic": 0.9}
     for key, high in limits.items():
         if not 0 <= values.get(key, 0) < high:
             raise MnistCnnError(f"{key} must be at least 0 and below {high}, not {values[key]}")
@@ -94,6 +107,10 @@ class Batches(keras.utils.PyDataset):
 
     From epoch `clean_from` on (0-based), batches are the images as they are: a few closing
     epochs on undistorted digits fit the model to digits as the test set has them.
+
+    With `extra` (images, labels) and a `share` of it, that share of every batch is drawn at
+    random from `extra` (the synthetic digits of other writers) and the rest is MNIST; an epoch
+    still goes through every MNIST image once, so it has 1 / (1 - share) times the batches.
     """
 
     def __init__(
@@ -104,10 +121,15 @@ class Batches(keras.utils.PyDataset):
         aug: augment.Augment,
         seed: int,
         clean_from: int | None = None,
+        extra: tuple[np.ndarray, np.ndarray] | None = None,
+        share: float = 0.0,
     ):
         super().__init__()
         self.x, self.y, self.batch_size, self.aug, self.seed = x, y, batch_size, aug, seed
         self.clean_from = clean_from
+        self.extra = extra
+        self.drawn = round(share * batch_size) if extra is not None else 0
+        self.taken = batch_size - self.drawn  # MNIST images per batch
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -116,14 +138,19 @@ class Batches(keras.utils.PyDataset):
         self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.y))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+        return math.ceil(len(self.y) / self.taken)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        if self.clean_from is not None and self.epoch >= self.clean_from:
-            return self.x[idx], self.y[idx]
+        idx = self.order[i * self.taken : (i + 1) * self.taken]
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        return augment.apply(self.x[idx], rng, self.aug), self.y[idx]
+        x, y = self.x[idx], self.y[idx]
+        if self.drawn:
+            pick = rng.integers(0, len(self.extra[1]), self.drawn)
+            x = np.concatenate([x, self.extra[0][pick]])
+            y = np.concatenate([y, self.extra[1][pick]])
+        if self.clean_from is not None and self.epoch >= self.clean_from:
+            return x, y
+        return augment.apply(x, rng, self.aug), y
 
 
 class EpochSync(keras.callbacks.Callback):
@@ -136,6 +163,8 @@ class EpochSync(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.batches.set_epoch(epoch)
 
+
+SYNTHETIC_POOL = 20_000  # synthetic digits made per run (1-2 minutes); batches draw from them
 
 Probe = Callable[[keras.Model], dict[str, float]]
 
@@ -218,19 +247,25 @@ def train(
     keras.utils.set_random_seed(cfg.seed)
     started = time.perf_counter()
     ds = dataset or data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
+    extra = None
+    if cfg.synthetic:  # digits by other writers, from the training fonts and styles only
+        made = synth.training_digits(SYNTHETIC_POOL, cfg.seed)
+        extra = (made.x[..., None], made.y)
     load_seconds = time.perf_counter() - started
-    # only now, so that a run stopped by bad data can simply be started again
+    # only now, so that a run stopped by bad data or missing fonts can simply be started again
     artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
 
     # under multiworker each process trains on its own shard, with its share of each batch
     x_train, y_train = distribute.shard(ds.x_train, ds.y_train)
     x_val, y_val = distribute.shard(ds.x_val, ds.y_val)
     batch_size = cfg.batch_size // distribute.processes()[1]
-    steps = math.ceil(len(y_train) / batch_size)
+    steps = math.ceil(len(y_train) / (batch_size - round(cfg.synthetic * batch_size)))
     if cfg.label_smoothing:  # Keras smooths one-hot targets only
         y_train, y_val = (
             keras.utils.to_categorical(y, models.NUM_CLASSES) for y in (y_train, y_val)
         )
+        if extra is not None:
+            extra = (extra[0], keras.utils.to_categorical(extra[1], models.NUM_CLASSES))
     with distribute.scope(dist):  # variables made here are mirrored on every replica
         if cfg.label_smoothing:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
@@ -247,11 +282,13 @@ def train(
     ]
     validation = (x_val, y_val) if len(y_val) else None
     aug = augment.Augment(
-        cfg.shift, cfg.rotate, cfg.zoom, cfg.shear, cfg.elastic, cfg.thickness, cfg.blur, cfg.noise
+        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(augment.Augment)}
     )
-    if aug:
+    if aug or extra is not None:
         clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
-        batches = Batches(x_train, y_train, batch_size, aug, cfg.seed, clean_from)
+        batches = Batches(
+            x_train, y_train, batch_size, aug, cfg.seed, clean_from, extra, cfg.synthetic
+        )
         inputs = {"x": batches}
         callbacks.append(EpochSync(batches))
     else:

@@ -1,0 +1,114 @@
+"""Choose the "unsure" threshold on a validation mix of MNIST and other writers' digits.
+
+    python benchmarks/unsure_threshold.py [--model M] [--plot docs/unsure-threshold.png]
+
+Real digits should rarely be unsure and things that are not digits mostly should. The mix is
+MNIST's validation split (the 5,000 training images held out of training) and 5,000 synthetic
+digits of the *training* fonts and styles drawn from a seed training never used (as pictures
+and scans, half each); the held-out fonts and styles stay for the other-writers benchmark.
+Non-digits are 1,000 Fashion-MNIST *training* images (its test images are kept for the
+benchmark). The rule: the highest threshold on the grid that leaves at most 1% of each of the
+two digit sets unsure. Prints the curve as a table, writes it as JSON and plots it.
+"""
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+GRID = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995]
+MAX_UNSURE = 0.01  # of real digits, in each set of the validation mix
+VAL_SEED = 500_009  # synthetic validation digits: a seed of their own, apart from training's
+
+
+def main() -> None:
+    from mnist_cnn import predict
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help=".keras file or run folder (default: the packaged model)")
+    p.add_argument("--engine", default="keras", choices=predict.ENGINES)
+    p.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--plot", default="docs/unsure-threshold.png")
+    p.add_argument("--out", default=f"benchmarks/unsure-threshold-{date.today()}.json")
+    args = p.parse_args()
+
+    from mnist_cnn import data, evaluate, synth
+
+    model = args.model
+    if model and Path(model).is_dir():
+        model = str(Path(model) / "model.keras")
+    classify = predict.classifier(model, args.engine)
+    ds = data.load(val_size=5000, test_limit=1)
+    made = synth.training_digits(5000, VAL_SEED)
+    fashion_path = Path(args.fashion_dir) / "train-images-idx3-ubyte.gz"
+    if not fashion_path.exists():
+        sys.exit(f"no {fashion_path}: apt-get install dataset-fashion-mnist, or --fashion-dir")
+    fashion = data.read_idx(fashion_path)[:1000].astype(np.float32)[..., None]
+    probs = {
+        "MNIST validation": (classify(ds.x_val), ds.y_val),
+        "other writers (training styles, unseen draws)": (classify(made.x[..., None]), made.y),
+    }
+    p_fashion = classify(fashion)
+    rows = []
+    for t in GRID:
+        row = {"threshold": t}
+        for name, (pr, y) in probs.items():
+            got = evaluate.answered(pr, y, t)
+            row[f"{name} unsure"] = got["unsure"]
+            row[f"{name} accuracy among answered"] = got["answered_accuracy"]
+        row["Fashion-MNIST unsure"] = float((p_fashion.max(1) < t).mean())
+        rows.append(row)
+    ok = [r["threshold"] for r in rows if all(r[f"{n} unsure"] <= MAX_UNSURE for n in probs)]
+    chosen = max(ok) if ok else GRID[0]
+    report = {
+        "date": date.today().isoformat(),
+        "model": model or "packaged",
+        "rule": f"highest threshold with <= {MAX_UNSURE:.0%} unsure in each digit set",
+        "chosen": chosen,
+        "curve": rows,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    names = [k for k in rows[0] if k != "threshold"]
+    print("| threshold | " + " | ".join(names) + " |\n|" + " --- |" * (len(names) + 1))
+    for r in rows:
+        mark = "**" if r["threshold"] == chosen else ""
+        cells = " | ".join(f"{100 * r[k]:.2f}%" for k in names)
+        print(f"| {mark}{r['threshold']}{mark} | {cells} |")
+    print(f"\nchosen threshold: {chosen}")
+    if args.plot:
+        plot(rows, list(probs), chosen, args.plot)
+        print(f"wrote {args.plot}")
+
+
+def plot(rows: list, names: list, chosen: float, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    t = [r["threshold"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, style in zip(names, ("o-", "s-"), strict=True):
+        left.plot(t, [100 * r[f"{name} unsure"] for r in rows], style, label=f"{name}")
+        right.plot(t, [100 * r[f"{name} accuracy among answered"] for r in rows], style, label=name)
+    left.plot(
+        t, [100 * r["Fashion-MNIST unsure"] for r in rows], "^-", label="Fashion-MNIST (not digits)"
+    )
+    left.axhline(100 * MAX_UNSURE, color="grey", lw=0.8, ls=":")
+    for ax in (left, right):
+        ax.axvline(chosen, color="black", lw=0.8, ls="--")
+        ax.set_xlabel("unsure threshold (top probability)")
+        ax.grid(alpha=0.3)
+    left.set_yscale("symlog", linthresh=1)
+    left.set_ylabel("% answered unsure")
+    left.set_title(f"Unsure share (chosen {chosen})")
+    left.legend(fontsize=8)
+    right.set_ylabel("% right among answered")
+    right.set_title("Accuracy of the answers given")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Synthetic digits of other writers: seeded, labelled right, held-out ones kept from training."""
+
+import numpy as np
+import pytest
+
+from mnist_cnn import augment, predict, synth, train
+from mnist_cnn.errors import MnistCnnError
+
+
+def test_the_split_holds_out_whole_fonts_and_whole_styles():
+    assert not set(synth.TRAIN_FONTS) & set(synth.HELD_OUT_FONTS)
+    assert not set(synth.TRAIN_STYLES) & set(synth.HELD_OUT_STYLES)
+    assert set(synth.TRAIN_FONTS) | set(synth.HELD_OUT_FONTS) == set(synth.FONTS)
+    assert set(synth.HELD_OUT_STYLES) <= set(synth.STYLES)
+    for split in synth.SPLITS.values():  # every digit has a style on each side of the split
+        assert {s.split("-")[0] for s in split[1]} == {str(d) for d in range(10)}
+    # no font file belongs to two families (a family held out is held out whole)
+    files = synth.font_files(tuple(synth.FONTS))
+    paths = [p for family in files.values() for p in family]
+    assert len(paths) == len(set(paths)) >= len(synth.FONTS)
+
+
+@pytest.mark.parametrize("kind", ["fonts", "styles"])
+def test_generators_are_seeded_and_balanced(kind):
+    a = synth.generate(30, "held_out", kind, 0.5, seed=7)
+    b = synth.generate(30, "held_out", kind, 0.5, seed=7)
+    c = synth.generate(30, "held_out", kind, 0.5, seed=8)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.source, b.source)
+    assert not np.array_equal(a.x, c.x)
+    assert a.x.shape == (30, 28, 28) and a.x.dtype == np.float32
+    assert a.x.min() >= 0 and a.x.max() <= 255.01 and a.x.max() > 200
+    assert np.array_equal(a.y, np.arange(30) % 10)  # 0-9 in turn
+    assert a.scanned.any() and not a.scanned.all()
+    allowed = synth.HELD_OUT_FONTS if kind == "fonts" else synth.HELD_OUT_STYLES
+    assert set(a.source) <= set(allowed)
+    if kind == "styles":  # a style's name says which digit it writes
+        assert all(s.startswith(f"{d}-") for s, d in zip(a.source, a.y, strict=True))
+
+
+def test_stroke_styles_draw_the_digit_they_are_named_for():
+    """The labels are right: the packaged model reads held-out styles it never trained on."""
+    made = synth.generate(40, "held_out", "styles", 0.0, seed=3)
+    probs = predict.classifier()(made.x[..., None])
+    assert (probs.argmax(1) == made.y).mean() >= 0.95
+
+
+def test_the_packaged_model_reads_held_out_writers():
+    """A handful of digits in held-out fonts and styles, as pictures and as scans."""
+    sets = synth.held_out_sets(n=30, seed=11)
+    classify = predict.classifier()
+    for name, made in sets.items():
+        probs = classify(made.x[..., None])
+        right = (probs.argmax(1) == made.y).sum()
+        assert right >= 28, (name, right)
+
+
+def test_missing_fonts_give_one_clear_error_naming_the_packages(monkeypatch, tmp_path):
+    monkeypatch.setattr(synth, "FONT_ROOT", tmp_path)
+    with pytest.raises(MnistCnnError, match=r"apt-get install .*fonts-comic-neue"):
+        synth.generate(10, "train", "fonts", 0.0, seed=0)
+
+
+def test_scan_augmentation_gives_blocky_binary_digits_and_is_seeded():
+    x = np.zeros((8, 28, 28, 1), np.float32)
+    x[:, 6:22, 12:16] = 255.0
+    aug = augment.Augment(scan=1.0)
+    out = augment.apply(x, np.random.default_rng(0), aug)
+    again = augment.apply(x, np.random.default_rng(0), aug)
+    assert np.array_equal(out, again) and out.shape == x.shape
+    assert not np.array_equal(out, x)
+    ratio = out.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert np.all((ratio > 0.5) & (ratio < 2.0))  # the stroke survives the scan
+    # a scan off leaves the restyle's random draws, and so older recipes' runs, as they were
+    plain = augment.Augment(noise=20.0)
+    assert np.array_equal(
+        augment.apply(x, np.random.default_rng(1), plain),
+        augment.apply(x, np.random.default_rng(1), augment.Augment(noise=20.0, scan=0.0)),
+    )
+
+
+def test_batches_mix_in_their_share_of_synthetic_digits():
+    x = np.zeros((300, 28, 28, 1), np.float32)  # MNIST stand-ins: black
+    extra = (np.full((50, 28, 28, 1), 255.0, np.float32), np.full(50, 7))  # white, all 7s
+    batches = train.Batches(x, np.zeros(300, int), 100, augment.Augment(), 0, None, extra, 0.2)
+    assert len(batches) == 4  # 80 MNIST images a batch: every one still seen once an epoch
+    seen = 0
+    for i in range(len(batches)):
+        bx, by = batches[i]
+        synthetic = bx[:, 0, 0, 0] == 255
+        assert synthetic.sum() == 20 and (by[synthetic] == 7).all() and (by[~synthetic] == 0).all()
+        seen += (~synthetic).sum()
+    assert seen == 300
+
+
+def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(
+    mnist_dir, tmp_path, monkeypatch
+):
+    calls = []
+    generate = synth.generate
+
+    def spy(n, split, kind, scanned, seed):
+        calls.append(split)
+        return generate(n, split, kind, scanned, seed)
+
+    monkeypatch.setattr(synth, "generate", spy)
+    monkeypatch.setattr(train, "SYNTHETIC_POOL", 600)
+    cfg = train.make_config(
+        "writers",
+        seed=1,
+        data_dir=str(mnist_dir),
+        out=str(tmp_path / "run"),
+        epochs=2,
+        train_limit=2000,
+        test_limit=500,
+        val_size=300,
+        precision="float32",
+    )
+    metrics = train.train(cfg, verbose=0)
+    assert calls and set(calls) == {"train"}  # held-out fonts and styles never reach training
+    assert metrics["test_accuracy"] > 0.85
+    assert cfg.synthetic == 0.2 and cfg.scan == 0.2
+    monkeypatch.setattr(synth, "generate", generate)
+    made = synth.generate(100, "train", "styles", 0.5, seed=99)
+    model = predict.classifier(tmp_path / "run" / "model.keras")
+    assert (model(made.x[..., None]).argmax(1) == made.y).mean() > 0.6
+
+
+def test_ci_installs_every_font_package():
+    from pathlib import Path
+
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    for package, _ in synth.FONTS.values():
+        assert package in ci, package
