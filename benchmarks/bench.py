@@ -2,12 +2,13 @@
 
     python benchmarks/bench.py                       # every recipe, 1-5 seeds each (~30 min)
     python benchmarks/bench.py --recipes fast --seeds 5 --out bench.json
-    python benchmarks/bench.py --quick               # one seed each; seed-peer 2, best 1 epoch
+    python benchmarks/bench.py --quick               # one seed each; classic-peer 2, best 1 epoch
 
 Each (recipe, seed) trains in a child process of its own (a fresh interpreter, as a user runs
 it), so peak RSS is that run's alone. Runs go one after another, never two at once. The
 child logs test accuracy after every epoch with the clock stopped, which gives the time to
-99%; the seed peer stops at the first epoch that reaches 99% (or after 8), as the seed did.
+99%; the classic peer stops at the first epoch that reaches 99% (or after 8), as the Keras
+example does.
 Prints a table and writes the figures as JSON.
 """
 
@@ -25,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SEEDS = {"seed-peer": 3, "seed": 3, "compact": 3, "fast": 5, "best": 1}
+DEFAULT_SEEDS = {"classic-peer": 3, "classic": 3, "compact": 3, "fast": 5, "best": 1}
 TARGET = 0.99
 
 
@@ -34,12 +35,12 @@ def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
     import keras
     import numpy as np
 
-    from mnist_cnn import data, evaluate, export, models, train
+    from mnist_cnn import data, engines, evaluate, export, models, train
 
     started = time.perf_counter()
     ds = data.load()
     load_seconds = time.perf_counter() - started
-    stop_at_target = recipe == "seed-peer"
+    stop_at_target = recipe == "classic-peer"
 
     def probe(model: keras.Model) -> dict[str, float]:
         acc = float((evaluate.predict_proba(model, ds.x_test).argmax(1) == ds.y_test).mean())
@@ -62,8 +63,8 @@ def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
     keras_batch = _throughput(lambda a: evaluate.predict_proba(model, a, batch_size=1000), x)
     keras_default = _throughput(lambda a: model.predict(a, verbose=0), x)  # batch 32, as the seed
     keras_one = _latency(lambda a: np.asarray(model(a, training=False)), x)
-    onnx_run = export.load_exported(export.export(model, "onnx", out / "model.onnx"))
-    onnx_batch = _throughput(lambda a: export.predict_batched(onnx_run, a), x)
+    onnx_run = engines.load_exported(export.export(model, "onnx", out / "model.onnx"))
+    onnx_batch = _throughput(lambda a: engines.predict_batched(onnx_run, a), x)
     onnx_one = _latency(onnx_run, x)
     result = {
         "recipe": recipe,
@@ -195,7 +196,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_SEEDS))
     p.add_argument("--seeds", type=int, help="seeds per recipe (default: fast 5, best 1, others 3)")
-    p.add_argument("--quick", action="store_true", help="one seed each; seed-peer 2, best 1 epoch")
+    p.add_argument("--quick", action="store_true", help="one seed each; peer 2, best 1 epoch")
     p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
     p.add_argument("--child", nargs=3, metavar=("RECIPE", "SEED", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--max-epochs", type=int, help=argparse.SUPPRESS)
@@ -210,7 +211,7 @@ def main() -> None:
     rows = []
     for recipe in args.recipes:
         n = 1 if args.quick else (args.seeds or DEFAULT_SEEDS.get(recipe, 3))
-        max_epochs = {"seed-peer": 2, "best": 1}.get(recipe) if args.quick else None
+        max_epochs = {"classic-peer": 2, "best": 1}.get(recipe) if args.quick else None
         runs = []
         for seed in range(n):
             r = run_one(recipe, seed, max_epochs)
@@ -222,7 +223,7 @@ def main() -> None:
             )
             runs.append(r)
         rows.append({**summarise(runs), "runs": runs})
-    peer = next((r for r in rows if r["recipe"] == "seed-peer"), None)
+    peer = next((r for r in rows if r["recipe"] == "classic-peer"), None)
     # the peer's median time to 99%, or its whole run when it never got there (a lower bound)
     peer_time = peer and (peer["time_to_99_median"] or peer["train_seconds_median"])
     for r in rows:

@@ -26,11 +26,11 @@ BATCHES = (1, 32, 64)
 
 def measure(model: str | None, engine: str, threads: int, repeats: int) -> dict:
     """One engine at one thread count, in this process."""
-    from mnist_cnn import data, export, predict
+    from mnist_cnn import data, engines
 
     ds = data.load(val_size=0)
-    classify = predict.classifier(model, engine, threads)
-    accuracy = float((export.predict_batched(classify, ds.x_test).argmax(1) == ds.y_test).mean())
+    classify = engines.classifier(model, engine, threads)
+    accuracy = float((engines.predict_batched(classify, ds.x_test).argmax(1) == ds.y_test).mean())
     timings = {}
     for batch in BATCHES:
         x = ds.x_test[:batch]
@@ -47,7 +47,7 @@ def measure(model: str | None, engine: str, threads: int, repeats: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="a .keras model (default: the packaged one)")
-    p.add_argument("--engines", nargs="+", default=["keras", "onnx", "int8"])
+    p.add_argument("--engines", nargs="+", default=["keras", "onnx", "onnx-int8"])
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--out", default="inference.json")
     p.add_argument("--child", nargs=2, metavar=("ENGINE", "THREADS"), help=argparse.SUPPRESS)

@@ -46,11 +46,11 @@ def report_set(probs: np.ndarray, y: np.ndarray, source: np.ndarray, t: float) -
 
 
 def main() -> None:
-    from mnist_cnn import predict
+    from mnist_cnn import engines, predict
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file, run folder, .onnx (default: the packaged model)")
-    p.add_argument("--engine", default="keras", choices=predict.ENGINES)
+    p.add_argument("--engine", default="keras", choices=engines.ENGINES)
     p.add_argument("--count", type=int, default=1000, help="digits per set (1000)")
     p.add_argument("--min-confidence", type=float, help="threshold (default: the package's)")
     p.add_argument("--fashion-dir", default=FASHION, help=f"Fashion-MNIST (default {FASHION})")
@@ -63,7 +63,7 @@ def main() -> None:
     model = args.model
     if model and Path(model).is_dir():
         model = str(Path(model) / "model.keras")
-    classify = predict.classifier(model, args.engine)
+    classify = engines.classifier(model, args.engine)
     started = time.perf_counter()
     sets = synth.held_out_sets(args.count)
     print(f"made {len(sets)} sets in {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -4,7 +4,7 @@
 
 Each test digit is rendered large on a bigger page, the way a user's picture arrives: dark ink
 on light paper at a random place, white on black, thicker and thinner pens, blurred, and on
-noisy grey paper saved as JPEG. Every variant then goes through `predict.normalise` (the same
+noisy grey paper saved as JPEG. Every variant then goes through `digits.normalise` (the same
 path as `mnist-cnn predict`) and the model. Then 4-digit numbers made of test digits, apart,
 close and touching, are read as `predict --number` reads them; a number counts only when all
 four digits are right. Prints a table and writes JSON: accuracy per variant against the
@@ -93,16 +93,16 @@ FASHION = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-
 
 
 def as_photos(images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Each image on a page as a photo, through `predict.normalise`; and which were refused
+    """Each image on a page as a photo, through `digits.normalise`; and which were refused
     ("no ink found": an item that fills its frame looks like paper)."""
-    from mnist_cnn import predict
+    from mnist_cnn import digits
 
     seen, refused = [], []
     for image in images:
         try:
-            seen.append(predict.normalise(render(image, "ink on paper", rng)))
+            seen.append(digits.normalise(render(image, "ink on paper", rng)))
             refused.append(False)
-        except predict.ImageError:
+        except digits.ImageError:
             seen.append(np.zeros((28, 28), np.float32))
             refused.append(True)
     return np.stack(seen), np.array(refused)
@@ -134,11 +134,11 @@ def main() -> None:
     p.add_argument("--out", default="real_world.json")
     args = p.parse_args()
 
-    from mnist_cnn import data, predict
+    from mnist_cnn import data, digits, engines, predict
 
     ds = data.load(val_size=0, test_limit=args.count)
     x, y = ds.x_test[..., 0], ds.y_test
-    classify = predict.classifier(args.model)
+    classify = engines.classifier(args.model)
     rows = [
         {
             "variant": "raw MNIST 28x28",
@@ -147,7 +147,7 @@ def main() -> None:
     ]
     for variant in VARIANTS:
         rng = np.random.default_rng(0)
-        seen = np.stack([predict.normalise(render(d, variant, rng)) for d in x])
+        seen = np.stack([digits.normalise(render(d, variant, rng)) for d in x])
         acc = float((classify(seen[..., None]).argmax(1) == y).mean())
         rows.append({"variant": variant, "accuracy": acc})
         print(f"{variant}: {acc:.4f}", file=sys.stderr, flush=True)

@@ -25,11 +25,11 @@ VAL_SEED = 500_009  # synthetic validation digits: a seed of their own, apart fr
 
 
 def main() -> None:
-    from mnist_cnn import predict
+    from mnist_cnn import engines
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file or run folder (default: the packaged model)")
-    p.add_argument("--engine", default="keras", choices=predict.ENGINES)
+    p.add_argument("--engine", default="keras", choices=engines.ENGINES)
     p.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--plot", default="docs/unsure-threshold.png")
     p.add_argument("--out", default=f"benchmarks/unsure-threshold-{date.today()}.json")
@@ -40,7 +40,7 @@ def main() -> None:
     model = args.model
     if model and Path(model).is_dir():
         model = str(Path(model) / "model.keras")
-    classify = predict.classifier(model, args.engine)
+    classify = engines.classifier(model, args.engine)
     ds = data.load(val_size=5000, test_limit=1)
     made = synth.training_digits(5000, VAL_SEED)
     fashion_path = Path(args.fashion_dir) / "train-images-idx3-ubyte.gz"

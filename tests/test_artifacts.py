@@ -42,23 +42,3 @@ def test_read_json_missing_and_corrupt(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(MnistCnnError, match="cannot read"):
         artifacts.read_json(tmp_path / "bad.json")
-
-
-@pytest.mark.parametrize(
-    ("flag", "value", "message"),
-    [
-        ("--epochs", "0", "0 is too small"),
-        ("--batch-size", "-4", "-4 is too small"),
-        ("--lr", "0", "0.0 is too small"),
-        ("--shift", "-1", "-1.0 is too small"),
-        ("--epochs", "ten", "'ten' is not a number"),
-    ],
-)
-def test_cli_rejects_impossible_training_values_before_starting(capsys, flag, value, message):
-    from mnist_cnn import cli
-
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["train", flag, value])
-    assert stop.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument {flag}: {message}" in err and "Traceback" not in err

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_cnn import cli, data, evaluate, export, models
+from mnist_cnn import cli, data, engines, evaluate, export, models
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -20,7 +20,7 @@ def test_export_agrees_with_keras_on_the_full_test_set(fmt, reference, tmp_path,
     target = tmp_path / f"model{export.FORMATS[fmt]}"
     assert cli.main(["export", "--model", str(run_dir), "--format", fmt, "--out", str(target)]) == 0
     assert str(target) in capsys.readouterr().out
-    proba = export.predict_batched(export.load_exported(target), x)  # raw 0-255 pixels in
+    proba = engines.predict_batched(engines.load_exported(target), x)  # raw 0-255 pixels in
     assert proba.shape == (10_000, 10)
     assert (proba.argmax(1) == keras_proba.argmax(1)).mean() >= 0.999
     assert np.abs(proba - keras_proba).max() < 1e-3
@@ -40,7 +40,7 @@ def test_int8_export_keeps_the_answers(reference, mnist_dir, tmp_path, capsys):
     int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(convs) == 2 and len(int8) >= 2  # both conv kernels stored as 8-bit integers
-    proba = export.predict_batched(export.load_exported(target), x)
+    proba = engines.predict_batched(engines.load_exported(target), x)
     assert (proba.argmax(1) == keras_proba.argmax(1)).mean() >= 0.995
     assert np.allclose(proba.sum(1), 1, atol=1e-4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -71,10 +71,10 @@ def test_export_errors_are_one_clear_message(small_run, tmp_path, capsys):
     with pytest.raises(MnistCnnError, match="unknown format"):
         export.export(model, "pickle", tmp_path / "m.pkl")
     with pytest.raises(MnistCnnError, match="no exported model"):
-        export.load_exported(tmp_path / "missing.onnx")
+        engines.load_exported(tmp_path / "missing.onnx")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(MnistCnnError, match="not an exported model"):
-        export.load_exported(tmp_path / "notes.txt")
+        engines.load_exported(tmp_path / "notes.txt")
     blocker = tmp_path / "file"
     blocker.write_text("")
     code = cli.main(
@@ -100,5 +100,5 @@ def test_the_residual_net_exports_too(fmt, tmp_path):
     model = models.build("residual")
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype("float32")
     target = export.export(model, fmt, tmp_path / f"model{export.FORMATS[fmt]}")
-    proba = export.predict_batched(export.load_exported(target), x)
+    proba = engines.predict_batched(engines.load_exported(target), x)
     assert np.abs(proba - evaluate.predict_proba(model, x)).max() < 1e-4

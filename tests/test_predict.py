@@ -6,17 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_cnn import cli, data, predict
-
-
-@pytest.fixture(scope="module")
-def some_digits(test_digits):
-    """A handful of real MNIST test digits for the property tests."""
-    return test_digits[0][:20]
+from mnist_cnn import cli, data, engines, export, models, predict
 
 
 def place(digit: np.ndarray, scale: float, top: int, left: int, invert: bool, size=(160, 200)):
@@ -29,46 +21,9 @@ def place(digit: np.ndarray, scale: float, top: int, left: int, invert: bool, si
     return 255 - canvas if invert else canvas
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of two 28x28 images, allowing the half-pixel placement ambiguity of 1 px."""
-    return max(
-        float(np.corrcoef(np.roll(a, (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1])
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-    )
-
-
-def test_an_mnist_digit_stays_an_mnist_digit(test_digits):
-    x, _ = test_digits
-    for digit in x[:50]:
-        out = predict.normalise(digit)
-        assert out.shape == (28, 28) and out.dtype == np.float32
-        assert out.min() >= 0 and out.max() <= 255
-        assert similarity(out, digit) > 0.9
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    index=st.integers(0, 19),
-    scale=st.floats(0.8, 5.0),
-    top=st.integers(0, 120),
-    left=st.integers(0, 160),
-    invert=st.booleans(),
-)
-def test_moved_scaled_or_inverted_digit_normalises_the_same(
-    some_digits, index, scale, top, left, invert
-):
-    digit = some_digits[index]
-    reference = predict.normalise(digit)
-    moved = predict.normalise(place(digit, scale, top, left, invert))
-    assert similarity(moved, reference) > 0.8
-    cy, cx = np.argwhere(moved > 0).mean(0)  # the ink sits in the middle
-    assert abs(cy - 13.5) < 4 and abs(cx - 13.5) < 4
-
-
 def test_rendered_digits_read_like_the_originals(small_run, test_digits, tmp_path):
     x, y = test_digits
-    classify = predict.classifier(small_run[0])
+    classify = engines.classifier(small_run[0])
     raw = classify(x[:100, ..., None]).argmax(1)
     paths = []
     for i, digit in enumerate(x[:100]):
@@ -89,19 +44,8 @@ def test_every_format_reads(fmt, small_run, test_digits, tmp_path):
     x, _ = test_digits
     path = tmp_path / f"digit.{fmt.lower()}"
     Image.fromarray((255 - place(x[0], 4, 10, 10, False)).astype(np.uint8)).save(path, fmt)
-    (result,) = predict.predict_files([path], predict.classifier(small_run[0]))
+    (result,) = predict.predict_files([path], engines.classifier(small_run[0]))
     assert result.error is None and result.digit is not None
-
-
-def test_transparent_png_is_ink_on_white(test_digits, tmp_path):
-    x, _ = test_digits
-    alpha = place(x[0], 4, 10, 10, False).astype(np.uint8)
-    rgba = np.zeros((*alpha.shape, 4), np.uint8)
-    rgba[..., 3] = alpha  # black ink only where alpha is set; transparent elsewhere
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
-    gray = predict.read_image(tmp_path / "t.png")
-    assert gray[0, 0] == 255 and gray.min() < 50
-    assert similarity(predict.normalise(gray), predict.normalise(x[0])) > 0.8
 
 
 def bad_files(tmp_path):
@@ -182,14 +126,13 @@ def test_json_fields_min_confidence_and_show_input(small_run, test_digits, tmp_p
 
 
 def test_onnx_model_reads_files_too(small_run, test_digits, tmp_path):
-    from mnist_cnn import export, models
 
     onnx = export.export(models.load(small_run[0]), "onnx", tmp_path / "m.onnx")
     x, _ = test_digits
     path = tmp_path / "d.png"
     Image.fromarray(x[3].astype(np.uint8)).save(path)
-    (a,) = predict.predict_files([path], predict.classifier(onnx))
-    (b,) = predict.predict_files([path], predict.classifier(small_run[0]))
+    (a,) = predict.predict_files([path], engines.classifier(onnx))
+    (b,) = predict.predict_files([path], engines.classifier(small_run[0]))
     assert a.digit == b.digit and abs(a.confidence - b.confidence) < 1e-4
 
 
@@ -211,7 +154,7 @@ def row_of(digits, gap: int, scale: int = 4) -> np.ndarray:
 
 def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, tmp_path, capsys):
     x, y = test_digits
-    classify = predict.classifier(small_run[0])
+    classify = engines.classifier(small_run[0])
     right = np.flatnonzero(classify(x[..., None]).argmax(1) == y)  # digits the model knows
     paths, expected = [], []
     for n in range(3):
@@ -231,53 +174,11 @@ def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, t
         assert all(0 < d["confidence"] <= 1 and len(d["top3"]) == 3 for d in r["digits"])
 
 
-def test_touching_digits_are_split_and_broken_ones_joined(test_digits):
-    from scipy import ndimage
-
-    x, y = test_digits
-    for pair, gap in (([0, 1], -14), ([3, 4], -10)):  # a 7 and a 2, a 0 and a 4: overlapping
-        ink = 255 - row_of(x[pair], gap=gap)
-        blobs = ndimage.label(ink > predict._otsu(ink), structure=np.ones((3, 3)))[1]
-        assert blobs == 1  # the two digits touch: one connected blob
-        assert len(predict.segment(ink)) == 2
-    seven = 255 - row_of(x[[int(np.flatnonzero(y == 7)[0])]], gap=0)
-    rows = np.flatnonzero((seven > 0).any(1))
-    seven[rows[len(rows) // 2] - 2 : rows[len(rows) // 2] + 2] = 0  # cut it in two
-    assert len(predict.segment(seven)) == 1
-
-
 def test_blank_page_has_no_number(small_run, tmp_path, capsys):
     Image.new("L", (400, 100), 240).save(tmp_path / "blank.png")
     args = ["predict", "--number", "--model", str(small_run[0]), str(tmp_path / "blank.png")]
     assert cli.main(args) == 1
     assert "no ink found" in capsys.readouterr().out
-
-
-def test_packaged_int8_model_answers_like_the_packaged_model(mnist_dir):
-    """The shipped int8 ONNX (engine int8) is the packaged model: same answers, same accuracy."""
-    from mnist_cnn import export
-
-    ds = data.load(mnist_dir, val_size=0)
-    full = export.predict_batched(predict.classifier(), ds.x_test).argmax(1)
-    int8 = export.predict_batched(predict.classifier(engine="int8", threads=1), ds.x_test).argmax(1)
-    assert (full == int8).mean() >= 0.999
-    assert (int8 == ds.y_test).mean() >= 0.996
-
-
-def test_engine_int8_quantizes_a_keras_model_on_mnist(small_run, test_digits):
-    x, _ = test_digits  # calibration reads MNIST_DATA_DIR, like any command without --data-dir
-    keras_way = predict.classifier(small_run[0])(x[..., None]).argmax(1)
-    int8_way = predict.classifier(small_run[0], engine="int8")(x[..., None]).argmax(1)
-    assert (keras_way == int8_way).mean() >= 0.99
-
-
-def test_engine_onnx_runs_a_keras_model_on_onnx_runtime(small_run, test_digits):
-    x, _ = test_digits
-    keras_way = predict.classifier(small_run[0])(x[:50, ..., None])
-    onnx_way = predict.classifier(small_run[0], engine="onnx")(x[:50, ..., None])
-    assert np.abs(keras_way - onnx_way).max() < 1e-4
-    with pytest.raises(predict.MnistCnnError, match="unknown engine"):
-        predict.classifier(small_run[0], engine="tpu")
 
 
 def test_the_packaged_model_reads_photos_with_no_model_given(test_digits, tmp_path, capsys):
@@ -295,7 +196,7 @@ def test_the_packaged_model_reads_photos_with_no_model_given(test_digits, tmp_pa
     assert cli.main(["predict", *paths, "--json"]) == 0  # at the default threshold
     unsure = sum(a["digit"] is None for a in json.loads(capsys.readouterr().out))
     assert unsure <= 2
-    assert predict.default_model().stat().st_size <= 5 * 1024 * 1024  # the issue's limit
+    assert engines.packaged_model().stat().st_size <= 5 * 1024 * 1024  # the issue's limit
 
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
@@ -305,7 +206,7 @@ def test_non_digits_mostly_come_out_unsure_and_digits_do_not(test_digits):
     if not FASHION.exists():
         pytest.fail(f"no {FASHION}: apt-get install dataset-fashion-mnist", pytrace=False)
     clothes = data.read_idx(FASHION)[:1000, ..., None].astype(np.float32)
-    classify = predict.classifier()  # the packaged model, at the default threshold
+    classify = engines.classifier()  # the packaged model, at the default threshold
     unsure = (classify(clothes).max(1) < predict.MIN_CONFIDENCE).mean()
     assert unsure >= 0.6, unsure  # measured: 71.8% (benchmarks/real_world.py)
     x, _ = test_digits

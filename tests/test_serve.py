@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mnist_cnn import predict, serve
+from mnist_cnn import cli, digits, engines, serve
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,12 @@ def test_health_and_model_info(client, small_run):
     metrics = small_run[1]
     assert info["params"] == metrics["params"] == 225_034
     assert info["test_accuracy"] == metrics["test_accuracy"]
-    assert info["name"] == "seed" and info["engine"] == "keras" and info["min_confidence"] == 0.5
+    assert info["name"] == "classic" and info["engine"] == "keras" and info["min_confidence"] == 0.5
 
 
 def test_pixels_give_the_same_answer_as_the_model(client, small_run, test_digits):
     x, y = test_digits
-    classify = predict.classifier(small_run[0])
+    classify = engines.classifier(small_run[0])
     expected = classify(x[:10, ..., None])
     for i in range(10):
         r = client.post("/api/predict", json={"pixels": x[i].tolist()})
@@ -74,7 +74,7 @@ def test_an_uploaded_photo_is_normalised_like_predict_does(client, small_run, te
     answer = r.json()
     seen = np.asarray(answer["input"])
     assert seen.shape == (28, 28)
-    assert np.allclose(seen, predict.normalise(photo.astype(np.float32)).round(), atol=1)
+    assert np.allclose(seen, digits.normalise(photo.astype(np.float32)).round(), atol=1)
     assert answer["digit"] == y[0] and len(answer["probabilities"]) == 10
     assert answer["top3"][0][0] == y[0]
     # the same image as a raw image/* body
@@ -176,8 +176,8 @@ def test_default_model_ships_and_serves(tmp_path):
     with TestClient(app) as c:
         info = c.get("/api/model").json()
     assert info["test_accuracy"] >= 0.995 and info["params"] > 0
-    assert predict.default_model().stat().st_size <= 5 * 1024 * 1024
-    assert json.loads((predict.default_model().parent / "metrics.json").read_text())
+    assert engines.packaged_model().stat().st_size <= 5 * 1024 * 1024
+    assert json.loads((engines.packaged_model().parent / "metrics.json").read_text())
 
 
 def test_onnx_engine_serves_the_same_answers(small_run, test_digits):
@@ -186,7 +186,7 @@ def test_onnx_engine_serves_the_same_answers(small_run, test_digits):
     with TestClient(app) as c:
         assert c.get("/api/model").json()["engine"] == "onnx"
         r = c.post("/api/predict", json={"pixels": x[0].tolist()}).json()
-    expected = predict.classifier(small_run[0])(x[:1, ..., None])[0]
+    expected = engines.classifier(small_run[0])(x[:1, ..., None])[0]
     assert np.allclose(r["probabilities"], expected, atol=1e-4)
 
 
@@ -307,7 +307,6 @@ def _connections(pid: int, port: int) -> int:
 
 
 def test_serve_refuses_a_port_in_use(small_run, capsys):
-    from mnist_cnn import cli
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -319,7 +318,6 @@ def test_serve_refuses_a_port_in_use(small_run, capsys):
 
 
 def test_serve_command_reports_a_missing_model(tmp_path, capsys):
-    from mnist_cnn import cli
 
     code = cli.main(["serve", "--model", str(tmp_path / "nope.keras"), "--workers", "2"])
     assert code == 2 and "no model at" in capsys.readouterr().err

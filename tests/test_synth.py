@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_cnn import augment, predict, synth, train
+from mnist_cnn import augment, engines, synth, train
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -40,14 +40,14 @@ def test_generators_are_seeded_and_balanced(kind):
 def test_stroke_styles_draw_the_digit_they_are_named_for():
     """The labels are right: the packaged model reads held-out styles it never trained on."""
     made = synth.generate(40, "held_out", "styles", 0.0, seed=3)
-    probs = predict.classifier()(made.x[..., None])
+    probs = engines.classifier()(made.x[..., None])
     assert (probs.argmax(1) == made.y).mean() >= 0.95
 
 
 def test_the_packaged_model_reads_held_out_writers():
     """A handful of digits in held-out fonts and styles, as pictures and as scans."""
     sets = synth.held_out_sets(n=30, seed=11)
-    classify = predict.classifier()
+    classify = engines.classifier()
     for name, made in sets.items():
         probs = classify(made.x[..., None])
         right = (probs.argmax(1) == made.y).sum()
@@ -76,20 +76,6 @@ def test_scan_augmentation_gives_blocky_binary_digits_and_is_seeded():
         augment.apply(x, np.random.default_rng(1), plain),
         augment.apply(x, np.random.default_rng(1), augment.Augment(noise=20.0, scan=0.0)),
     )
-
-
-def test_batches_mix_in_their_share_of_synthetic_digits():
-    x = np.zeros((300, 28, 28, 1), np.float32)  # MNIST stand-ins: black
-    extra = (np.full((50, 28, 28, 1), 255.0, np.float32), np.full(50, 7))  # white, all 7s
-    batches = train.Batches(x, np.zeros(300, int), 100, augment.Augment(), 0, None, extra, 0.2)
-    assert len(batches) == 4  # 80 MNIST images a batch: every one still seen once an epoch
-    seen = 0
-    for i in range(len(batches)):
-        bx, by = batches[i]
-        synthetic = bx[:, 0, 0, 0] == 255
-        assert synthetic.sum() == 20 and (by[synthetic] == 7).all() and (by[~synthetic] == 0).all()
-        seen += (~synthetic).sum()
-    assert seen == 300
 
 
 def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(
@@ -121,7 +107,7 @@ def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(
     assert cfg.synthetic == 0.2 and cfg.scan == 0.2
     monkeypatch.setattr(synth, "generate", generate)
     made = synth.generate(100, "train", "styles", 0.5, seed=99)
-    model = predict.classifier(tmp_path / "run" / "model.keras")
+    model = engines.classifier(tmp_path / "run" / "model.keras")
     assert (model(made.x[..., None]).argmax(1) == made.y).mean() > 0.6
 
 

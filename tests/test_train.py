@@ -7,12 +7,13 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 from conftest import SMALL
 from PIL import Image
 
-from mnist_cnn import cli, train
+from mnist_cnn import augment, cli, models, train
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -80,35 +81,23 @@ def test_evaluate_reproduces_training_accuracy_exactly(small_run, mnist_dir, tmp
 def test_same_seed_same_result(small_run, mnist_dir, tmp_path):
     _out, metrics = small_run
     cfg = train.make_config(
-        "seed", seed=3, data_dir=str(mnist_dir), out=str(tmp_path / "again"), **SMALL
+        "classic", seed=3, data_dir=str(mnist_dir), out=str(tmp_path / "again"), **SMALL
     )
     assert train.train(cfg, verbose=0)["test_accuracy"] == metrics["test_accuracy"]
 
 
 def test_refuses_to_overwrite_a_run(small_run, mnist_dir):
     out, _ = small_run
-    cfg = train.make_config("seed", data_dir=str(mnist_dir), out=str(out), **SMALL)
+    cfg = train.make_config("classic", data_dir=str(mnist_dir), out=str(out), **SMALL)
     with pytest.raises(MnistCnnError, match="already holds a run"):
         train.train(cfg, verbose=0)
     with pytest.raises(MnistCnnError, match="already finished"):
         train.train(cfg, resume=True, verbose=0)
 
 
-def test_cli_reports_user_errors_in_one_line(tmp_path, capsys, mnist_dir):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    code = cli.main(
-        ["train", "--dry-run", "--data-dir", str(mnist_dir), "--out", str(blocker / "run")]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("mnist-cnn: error: cannot write") and "Traceback" not in err
-    assert cli.main(["evaluate", str(tmp_path / "missing.keras")]) == 2
-    assert "no model at" in capsys.readouterr().err
-
-
 def test_bad_data_stops_before_the_run_exists_so_a_retry_works(tmp_path, mnist_dir):
     out = tmp_path / "run"
-    cfg = train.make_config("seed", data_dir=str(tmp_path / "nowhere"), out=str(out), **SMALL)
+    cfg = train.make_config("classic", data_dir=str(tmp_path / "nowhere"), out=str(out), **SMALL)
     with pytest.raises(MnistCnnError, match="does not exist"):
         train.train(cfg, verbose=0)
     assert not (out / "config.json").exists()
@@ -177,7 +166,7 @@ def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
 
 @pytest.mark.slow
 def test_default_recipe_reaches_99_percent_on_real_mnist(mnist_dir, tmp_path):
-    cfg = train.make_config("seed", data_dir=str(mnist_dir), out=str(tmp_path / "default"))
+    cfg = train.make_config("classic", data_dir=str(mnist_dir), out=str(tmp_path / "default"))
     metrics = train.train(cfg, verbose=2)
     print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
     assert metrics["test_accuracy"] >= 0.990
@@ -191,3 +180,90 @@ def test_fast_recipe_reaches_98_8_percent_on_real_mnist(mnist_dir, tmp_path):
     print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
     assert metrics["epochs"] == 1 and metrics["params"] == 108_874
     assert metrics["test_accuracy"] >= 0.988
+
+
+def test_batches_keep_labels_with_their_images():
+    x = np.arange(300, dtype="float32")[:, None, None, None] * np.ones((1, 28, 28, 1), "float32")
+    y = np.arange(300)
+    batches = train.Batches(x, y, 64, augment.Augment(shift=2), seed=5)
+    assert len(batches) == 5
+    seen = []
+    for i in range(len(batches)):
+        bx, by = batches[i]
+        assert bx.shape[1:] == (28, 28, 1) and len(bx) == len(by)
+        centre = bx[:, 14, 14, 0]  # the constant image value survives a 2-pixel shift
+        assert np.array_equal(centre, by.astype("float32"))
+        seen += list(by)
+    assert sorted(seen) == list(range(300))  # every image once per epoch
+    first = batches[0][1].copy()
+    batches.set_epoch(1)
+    assert not np.array_equal(first, batches[0][1])  # reshuffled
+
+
+def test_closing_clean_epochs_see_the_images_as_they_are():
+    x = np.random.default_rng(0).uniform(0, 255, (100, 28, 28, 1)).astype("float32")
+    batches = train.Batches(x, np.arange(100), 50, augment.Augment(rotate=20), 1, clean_from=2)
+    for epoch, clean in [(0, False), (1, False), (2, True), (3, True)]:
+        batches.set_epoch(epoch)
+        bx, by = batches[0]
+        assert np.array_equal(bx, x[by]) == clean
+
+
+def test_fit_fetches_each_epoch_after_the_batches_know_it(tmp_path):
+    """Keras must not fetch a batch of epoch e before EpochSync says e starts (no stale
+    prefetch), or clean epochs and resumed runs would start with the wrong images."""
+    fetched = []
+
+    class Recording(train.Batches):
+        def __getitem__(self, i):
+            fetched.append(self.epoch)
+            return super().__getitem__(i)
+
+    x = np.zeros((64, 28, 28, 1), "float32")
+    y = keras.utils.to_categorical(np.arange(64) % 10, 10)
+    batches = Recording(x, y, 16, augment.Augment(shift=1), seed=0, clean_from=2)
+    logged = []
+
+    class Log(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            logged.append(batches.epoch)
+
+    model = models.build("fast")
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.fit(batches, epochs=3, verbose=0, callbacks=[train.EpochSync(batches), Log()])
+    assert logged == [0] * 4 + [1] * 4 + [2] * 4
+    # Keras peeks at a batch or two before training, to learn their shapes; then each epoch's
+    # four batches are fetched while that epoch runs
+    assert fetched[-12:] == [0] * 4 + [1] * 4 + [2] * 4 and set(fetched[:-12]) <= {0}
+
+
+def test_a_short_best_run_learns(best_run):
+    out, metrics = best_run
+    assert metrics["params"] == 299_402 and metrics["model"] == "best"
+    assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "residual"
+    assert config["rotate"] == 10 and config["label_smoothing"] == 0.1
+    history = json.loads((out / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_a_short_best_deep_run_learns(deep_run):
+    out, metrics = deep_run
+    assert metrics["params"] == 326_826 and metrics["model"] == "best-deep"
+    assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
+    assert json.loads((out / "config.json").read_text())["architecture"] == "deep"
+
+
+def test_batches_mix_in_their_share_of_synthetic_digits():
+    x = np.zeros((300, 28, 28, 1), np.float32)  # MNIST stand-ins: black
+    extra = (np.full((50, 28, 28, 1), 255.0, np.float32), np.full(50, 7))  # white, all 7s
+    batches = train.Batches(x, np.zeros(300, int), 100, augment.Augment(), 0, None, extra, 0.2)
+    assert len(batches) == 4  # 80 MNIST images a batch: every one still seen once an epoch
+    seen = 0
+    for i in range(len(batches)):
+        bx, by = batches[i]
+        synthetic = bx[:, 0, 0, 0] == 255
+        assert synthetic.sum() == 20 and (by[synthetic] == 7).all() and (by[~synthetic] == 0).all()
+        seen += (~synthetic).sum()
+    assert seen == 300

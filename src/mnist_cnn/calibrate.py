@@ -13,20 +13,7 @@ import keras
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-EPS = 1e-7
-
-
-def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error: the gap between confidence and accuracy, over 15 bins."""
-    confidence, right = probs.max(1), probs.argmax(1) == y
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    gap = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            gap += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
-    return float(gap)
+from mnist_cnn.evaluate import EPS, ece, nll, predict_proba
 
 
 def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -35,10 +22,6 @@ def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(1, keepdims=True)
-
-
-def nll(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], EPS, 1.0)).mean())
 
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
@@ -61,8 +44,6 @@ def fold_into(model: keras.Model, temperature: float) -> None:
 
 def calibrate(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
     """Fit T on the validation split, fold it into the model, and say what it changed."""
-    from mnist_cnn.evaluate import predict_proba
-
     before = predict_proba(model, x_val)
     temperature = fit_temperature(before, y_val)
     fold_into(model, temperature)

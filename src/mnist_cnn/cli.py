@@ -1,16 +1,22 @@
 """The `mnist-cnn` command: a thin layer of flags over the package's functions."""
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
+from mnist_cnn import recipes
+from mnist_cnn.engines import ENGINES
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.recipes import PRECISIONS, RECIPES
+from mnist_cnn.export import FORMATS
+from mnist_cnn.recipes import RECIPES, TrainConfig
 
 
 def _at_least(low: float, kind: type = int):
@@ -42,53 +48,30 @@ def _print_metrics(metrics: dict, where: Path) -> None:
     print(f"wrote {where}")
 
 
+def _settings() -> list[dataclasses.Field]:
+    """The training settings that are command-line flags (TrainConfig declares them)."""
+    return [f for f in dataclasses.fields(TrainConfig) if f.metadata["flag"]]
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from mnist_cnn import train
 
     if args.resume:
         from mnist_cnn import artifacts
 
-        values = artifacts.read_json(Path(args.resume) / "config.json")
-        cfg = train.TrainConfig(**{**values, "out": str(args.resume)})
-        metrics = train.train(cfg, resume=True)
-        return _print_metrics(metrics, Path(cfg.out))
-    overrides = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "optimizer": args.optimizer,
-        "weight_decay": args.weight_decay,
-        "schedule": args.schedule,
-        "shift": args.shift,
-        "rotate": args.rotate,
-        "zoom": args.zoom,
-        "shear": args.shear,
-        "elastic": args.elastic,
-        "thickness": args.thickness,
-        "blur": args.blur,
-        "noise": args.noise,
-        "scan": args.scan,
-        "synthetic": args.synthetic,
-        "clean_epochs": args.clean_epochs,
-        "label_smoothing": args.label_smoothing,
-        "precision": args.precision,
-        "strategy": args.strategy,
-        "train_limit": args.train_limit,
-        "test_limit": args.test_limit,
-    }
+        where = Path(args.resume) / "config.json"
+        values = artifacts.read_json(where)
+        values = {**values, "out": str(args.resume)} if isinstance(values, dict) else values
+        metrics = train.train(recipes.config_from(values, str(where)), resume=True)
+        return _print_metrics(metrics, Path(args.resume))
+    overrides = {f.name: getattr(args, f.name) for f in _settings()}
     if args.dry_run:  # one short epoch on a few batches: checks the whole pipeline in seconds
-        bs = args.batch_size or RECIPES[args.model]["batch_size"]
+        bs = args.batch_size or recipes.make_config(args.model).batch_size
         overrides.update(epochs=1, train_limit=2 * bs, test_limit=1000)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out or f"runs/{args.model}-seed{args.seed}-{stamp}"
-    cfg = train.make_config(
-        args.model,
-        seed=args.seed,
-        val_size=args.val_size,
-        data_dir=args.data_dir,
-        out=out,
-        **overrides,
-    )
+    seed = 0 if args.seed is None else args.seed
+    out = args.out or f"runs/{args.model}-seed{seed}-{stamp}"
+    cfg = recipes.make_config(args.model, out=out, **overrides)
     metrics = train.train(cfg)
     _print_metrics(metrics, Path(cfg.out))
 
@@ -110,24 +93,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
-    from mnist_cnn import artifacts, data, evaluate, models
+    from mnist_cnn import evaluate
 
-    out = artifacts.prepare_dir(args.out)
-    members = [models.load(path) for path in args.models]
-    model = models.ensemble(members)
-    ds = data.load(args.data_dir, val_size=0, test_limit=args.test_limit)
-    artifacts.write_with(out / "model.keras", model.save)
-    config = {"model": "ensemble", "members": [str(Path(p).resolve()) for p in args.models]}
-    artifacts.write_json(out / "config.json", config)
-    saved = models.load(out / "model.keras")
-    member_acc = [
-        evaluate.score(evaluate.predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"]
-        for m in members
-    ]
-    extra = {**config, "member_test_accuracy": member_acc}
-    metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, out, extra)
-    print("members: " + "  ".join(f"{a:.4f}" for a in member_acc))
-    _print_metrics(metrics, out)
+    metrics = evaluate.ensemble(args.models, args.out, args.data_dir, args.test_limit)
+    print("members: " + "  ".join(f"{a:.4f}" for a in metrics["member_test_accuracy"]))
+    _print_metrics(metrics, Path(args.out))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -150,22 +120,22 @@ def _model_path(model: str | None) -> tuple[Path, Path]:
     folder, never into the installed package.
     """
     if model is None:
-        from mnist_cnn import predict
+        from mnist_cnn import engines
 
-        return predict.default_model(), Path("runs/default-model")
+        return engines.packaged_model(), Path("runs/packaged-model")
     source = Path(model)
     return source, source if source.is_dir() else source.parent
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mnist_cnn import predict
+    from mnist_cnn import engines, predict
 
-    classify = predict.classifier(args.model, args.engine)
+    classify = engines.classifier(args.model, args.engine)
     if args.number:
         results = predict.read_number_files(args.files, classify, args.min_confidence)
     else:
         results = predict.predict_files(args.files, classify, args.min_confidence, args.show_input)
-    print(predict.as_json(results) if args.json else predict.as_table(results))
+    print(as_json(results) if args.json else as_table(results))
     failed = sum(r.error is not None for r in results)
     if failed:
         print(f"mnist-cnn: {failed} of {len(results)} files failed", file=sys.stderr)
@@ -182,7 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    from mnist_cnn.predict import ENGINES, MIN_CONFIDENCE
+    from mnist_cnn.predict import MIN_CONFIDENCE
 
     p.add_argument(
         "--model", help=".keras file, run folder, .onnx or .tflite (default: the packaged model)"
@@ -191,7 +161,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default="keras",
-        help="run a .keras model on Keras, ONNX Runtime, or ONNX Runtime in int8 (default keras)",
+        help="run a .keras model on Keras, on ONNX Runtime, or its int8 twin on ONNX Runtime "
+        "(default keras)",
     )
     p.add_argument(
         "--min-confidence",
@@ -204,8 +175,34 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 def cmd_summary(args: argparse.Namespace) -> None:
     from mnist_cnn import models
 
-    arch = RECIPES[args.model]["architecture"] if args.model in RECIPES else args.model
+    arch = recipes.make_config(args.model).architecture if args.model in RECIPES else args.model
     models.build(arch).summary()
+
+
+def _setting_flag(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    """A --flag for TrainConfig setting `f`: its help, its default, its check, stated there."""
+    meta = f.metadata
+    set_by = [name for name, values in RECIPES.items() if f.name in values]
+    default = f"{f.default}; some recipes set their own" if set_by else f.default
+    kind = recipes.kind_of(f)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        try:
+            recipes.check(f, value)
+        except MnistCnnError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    p.add_argument(
+        "--" + f.name.replace("_", "-"),
+        type=parse,
+        choices=meta["choices"],
+        help=f"{meta['help']} (default {default})",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -216,53 +213,10 @@ def parser() -> argparse.ArgumentParser:
     recipes = sorted(RECIPES)
 
     t = sub.add_parser("train", help="train a model, evaluate it, write plots and metrics")
-    t.add_argument("--model", default="seed", choices=recipes, help="recipe (default: seed)")
-    t.add_argument("--epochs", type=POSITIVE, help="epochs (default: the recipe's)")
-    t.add_argument("--batch-size", type=POSITIVE, help="batch size (default: the recipe's)")
-    t.add_argument("--lr", type=POSITIVE_FLOAT, help="peak learning rate (default: the recipe's)")
-    t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
-    t.add_argument("--weight-decay", type=_at_least(0.0, float))
-    t.add_argument("--schedule", choices=["cosine", "constant"])
-    t.add_argument("--shift", type=_at_least(0.0, float), help="random shift, pixels (0: off)")
-    t.add_argument("--rotate", type=_at_least(0.0, float), help="random rotation, degrees")
-    t.add_argument("--zoom", type=_at_least(0.0, float), help="random zoom, fraction (0.1: ±10%%)")
-    t.add_argument("--shear", type=_at_least(0.0, float), help="random shear, degrees")
-    t.add_argument("--elastic", type=_at_least(0.0, float), help="elastic distortion (e.g. 34)")
-    t.add_argument("--thickness", type=_at_least(0.0, float), help="chance of a bolder/finer pen")
-    t.add_argument("--blur", type=_at_least(0.0, float), help="largest random blur sigma, pixels")
-    t.add_argument("--noise", type=_at_least(0.0, float), help="largest random noise std (0-255)")
-    t.add_argument("--scan", type=_at_least(0.0, float), help="chance of a binarised low-res scan")
-    t.add_argument(
-        "--synthetic",
-        type=_at_least(0.0, float),
-        help="share of each batch drawn from synthetic digits of other writers (fonts, styles)",
-    )
-    t.add_argument(
-        "--clean-epochs", type=_at_least(0, int), help="last N epochs without augmentation"
-    )
-    t.add_argument("--label-smoothing", type=_at_least(0.0, float), help="e.g. 0.1 (0: off)")
-    t.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="compute precision while training; the saved model is float32 (default: recipe's)",
-    )
-    t.add_argument(
-        "--strategy",
-        choices=["none", "mirrored", "multiworker"],
-        help="data-parallel training: all local GPUs on tf.distribute (mirrored), or several "
-        "processes/hosts on JAX (multiworker; see README); default none",
-    )
-    t.add_argument("--seed", type=int, default=0, help="seeds every random source (default 0)")
-    t.add_argument(
-        "--val-size",
-        type=NON_NEGATIVE,
-        default=5000,
-        help="validation images carved from the training set (default 5000)",
-    )
-    t.add_argument("--train-limit", type=POSITIVE, help="train on the first N images only")
-    t.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images only")
+    t.add_argument("--model", default="classic", help=f"recipe: {', '.join(recipes)} (classic)")
+    for f in _settings():
+        _setting_flag(t, f)
     t.add_argument("--out", help="run folder (default: runs/MODEL-seedN-TIMESTAMP)")
-    t.add_argument("--data-dir", help="folder with the four MNIST files (or MNIST_DATA_DIR)")
     t.add_argument("--resume", metavar="RUN", help="continue a killed run from its last epoch")
     t.add_argument("--dry-run", action="store_true", help="one quick epoch on two batches")
     t.set_defaults(func=cmd_train)
@@ -287,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--format",
         required=True,
-        choices=["onnx", "onnx-int8", "tflite", "saved_model"],
+        choices=list(FORMATS),
         help="onnx-int8: ONNX quantized to 8-bit integers, 2-3x faster on CPUs",
     )
     x.add_argument("--out", help="file (folder for saved_model); default: beside the model")
@@ -312,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
-    s.add_argument("--model", default="seed", help="recipe or architecture (default: seed)")
+    s.add_argument("--model", default="classic", help="recipe or architecture (classic)")
     s.set_defaults(func=cmd_summary)
     return p
 
@@ -328,6 +282,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mnist-cnn: interrupted", file=sys.stderr)
         return 130
     return code or 0
+
+
+def as_json(results: list) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)
+
+
+def as_table(results: list) -> str:
+    """One line per file: its digit (or number), the confidence, or its error."""
+    lines = []
+    for r in results:
+        if r.error:
+            lines.append(f"{r.file}: error: {r.error}")
+        elif hasattr(r, "number"):
+            confidences = " ".join(f"{d['confidence']:.2f}" for d in r.digits)
+            lines.append(f"{r.file}: {r.number}  (per-digit confidence {confidences})")
+        else:
+            top = "  ".join(f"{d}:{p:.3f}" for d, p in r.top3)
+            answer = r.digit if r.digit is not None else "unsure"
+            lines.append(f"{r.file}: {answer}  (confidence {r.confidence:.3f}; top 3 {top})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
-IMAGE_SHAPE = (28, 28)
+SIZE = 28  # every image is SIZE x SIZE pixels
+IMAGE_SHAPE = (SIZE, SIZE)
 NUM_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UBYTE = 0x08

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 
 from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.recipes import STRATEGIES
 
-STRATEGIES = ("none", "mirrored", "multiworker")
 CLUSTER_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",
     "KERAS_DISTRIBUTION_NUM_PROCESSES",

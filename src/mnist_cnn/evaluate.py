@@ -6,9 +6,28 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, calibrate, plots
+from mnist_cnn import artifacts, data, models, plots
+from mnist_cnn.data import NUM_CLASSES
 
-CLASSES = list(range(10))
+EPS = 1e-7  # Keras' epsilon: the loss matches what model.evaluate would report
+
+
+def nll(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean cross-entropy of the true labels: the test loss, and what calibration minimises."""
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], EPS, 1.0)).mean())
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: the gap between confidence and accuracy, over 15 bins."""
+    confidence, right = probs.max(1), probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
+    return float(gap)
 
 
 # Test-time augmentation: the image as it is and moved one pixel each way (dy, dx).
@@ -43,9 +62,8 @@ def score(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Accuracy, cross-entropy, per-class precision/recall/F1 and the confusion matrix."""
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1)
-    eps = 1e-7  # Keras' epsilon: the loss matches what model.evaluate would report
-    loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0)).mean())
-    cm = np.zeros((10, 10), dtype=np.int64)
+    loss = nll(probs, y)
+    cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(cm, (y, pred), 1)
     tp = np.diag(cm).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -59,13 +77,13 @@ def score(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
             "f1": round(float(f1[c]), 6),
             "support": int(cm[c].sum()),
         }
-        for c in CLASSES
+        for c in range(NUM_CLASSES)
     }
     return {
         "test_accuracy": float((pred == y).mean()),
         "test_loss": loss,
         "test_errors": int((pred != y).sum()),
-        "test_ece": calibrate.ece(probs, y),
+        "test_ece": ece(probs, y),
         "test_size": len(y),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
@@ -101,3 +119,23 @@ def evaluate(
     plots.misclassified(x_test, y_test, pred, probs.max(axis=1), out_dir / "misclassified.png")
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def ensemble(
+    paths: list[str | Path],
+    out: str | Path,
+    data_dir: str | None = None,
+    test_limit: int | None = None,
+) -> dict[str, Any]:
+    """Average saved models into one, save it in `out` (model.keras, config.json) and score it
+    and each member on the test set; returns the ensemble's metrics (members' too)."""
+    out = artifacts.prepare_dir(out)
+    members = [models.load(path) for path in paths]
+    ds = data.load(data_dir, val_size=0, test_limit=test_limit)
+    member_acc = [score(predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"] for m in members]
+    artifacts.write_with(out / "model.keras", models.ensemble(members).save)
+    config = {"model": "ensemble", "members": [str(Path(p).resolve()) for p in paths]}
+    artifacts.write_json(out / "config.json", config)
+    saved = models.load(out / "model.keras")  # score what was written, as users load it
+    extra = {**config, "member_test_accuracy": member_acc}
+    return evaluate(saved, ds.x_test, ds.y_test, out, extra)

@@ -2,9 +2,8 @@
 
 Every format takes what the .keras model takes, raw pixels (N, 28, 28, 1) float32 in 0-255, and
 returns the 10 probabilities, because the scaling is a layer inside the model. Keras does the
-conversion (`model.export`); this module picks the format, writes it atomically, and runs the
-result back (`load_exported`) so that tests, benchmarks and `predict --engine onnx` can check it
-against Keras.
+conversion (`model.export`); this module picks the format and writes it atomically.
+`engines.load_exported` runs the result.
 """
 
 import os
@@ -12,23 +11,24 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from mnist_cnn import artifacts
 from mnist_cnn.errors import MnistCnnError
+
+if TYPE_CHECKING:  # Keras loads only when a model is exported, not for `mnist-cnn --help`
+    import keras
 
 FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "tflite": ".tflite", "saved_model": ""}
 CALIBRATION_SIZE = 1000  # training images that set the int8 ranges of every activation
 _KERAS_FORMAT = {"onnx": "onnx", "tflite": "litert", "saved_model": "tf_saved_model"}
 _EXTRA = "pip install 'mnist-cnn[export]'"
 
-Predictor = Callable[[np.ndarray], np.ndarray]
-
 
 def export(
-    model: keras.Model, fmt: str, out: str | Path, calibration: np.ndarray | None = None
+    model: "keras.Model", fmt: str, out: str | Path, calibration: np.ndarray | None = None
 ) -> Path:
     """Write `model` as ONNX, int8 ONNX, TFLite or a SavedModel folder at `out`; return the path.
 
@@ -122,71 +122,3 @@ def _replace_dir(out: Path, writer: Callable[[Path], object]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def load_exported(path: str | Path, threads: int = 0) -> Predictor:
-    """A function from raw pixels to probabilities that runs an exported model in its own runtime.
-
-    `.onnx` runs on ONNX Runtime, `.tflite` on LiteRT, a folder on TensorFlow's SavedModel
-    loader. `threads=0` lets the runtime choose. ONNX Runtime's threads sleep when idle rather
-    than spin, leaving the cores to the rest of the process (a server's event loop).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise MnistCnnError(f"no exported model at {path}")
-    try:
-        if path.suffix == ".onnx":
-            return _onnx(path, threads)
-        if path.suffix == ".tflite":
-            return _tflite(path, threads)
-        if path.is_dir() and (path / "saved_model.pb").exists():
-            return _saved_model(path)
-    except ImportError as err:
-        raise MnistCnnError(f"running {path.name} needs {err.name}: {_EXTRA}") from None
-    raise MnistCnnError(f"{path} is not an exported model (.onnx, .tflite or a SavedModel folder)")
-
-
-def _onnx(path: Path, threads: int) -> Predictor:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: np.asarray(x, "float32")})[0]
-
-
-def _tflite(path: Path, threads: int) -> Predictor:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
-    inp = interpreter.get_input_details()[0]["index"]
-    outp = interpreter.get_output_details()[0]["index"]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, "float32")
-        interpreter.resize_tensor_input(inp, list(x.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(inp, x)
-        interpreter.invoke()
-        return interpreter.get_tensor(outp).copy()
-
-    return run
-
-
-def _saved_model(path: Path) -> Predictor:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))  # keep it: its functions hold only weak references
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return loaded.serve(tf.constant(np.asarray(x, "float32"))).numpy()
-
-    return run
-
-
-def predict_batched(run: Predictor, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Probabilities for all of `x`, `batch_size` images per call (float64, like evaluate's)."""
-    parts = [run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts).astype("float64")

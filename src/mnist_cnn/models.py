@@ -10,10 +10,11 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from mnist_cnn.recipes import PRECISIONS
+from mnist_cnn.data import IMAGE_SHAPE, NUM_CLASSES
+from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.recipes import PRECISIONS, RENAMED
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+INPUT_SHAPE = (*IMAGE_SHAPE, 1)
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training pixels, after /255
 
 
@@ -22,7 +23,7 @@ def standardise() -> layers.Rescaling:
     return layers.Rescaling(1.0 / (255 * MNIST_STD), offset=-MNIST_MEAN / MNIST_STD, name="scale")
 
 
-def seed() -> keras.Model:
+def classic() -> keras.Model:
     """The classic Keras MNIST CNN this project started from: 225,034 parameters, exactly."""
     return keras.Sequential(
         [
@@ -36,12 +37,12 @@ def seed() -> keras.Model:
             layers.Dense(128, activation="relu", name="dense"),
             layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"),
         ],
-        name="seed",
+        name="classic",
     )
 
 
 def fast() -> keras.Model:
-    """Built for time to 99%: half the seed's conv width, 5x5 first layer, inputs standardised.
+    """Built for time to 99%: half the classic net's width, 5x5 first layer, inputs standardised.
 
     Standardising (MNIST's mean 0.1307 and std 0.3081 after /255) instead of plain /255 lets
     a high learning rate work from the first step, which is what one-epoch training needs.
@@ -123,7 +124,7 @@ def residual() -> keras.Model:
 
 
 ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {
-    "seed": seed,
+    "classic": classic,
     "fast": fast,
     "deep": deep,
     "residual": residual,
@@ -137,8 +138,6 @@ def ensemble(members: list[keras.Model]) -> keras.Model:
     differently seeded nets is the committee that takes MNIST past what one net reaches.
     """
     if not members:
-        from mnist_cnn.errors import MnistCnnError
-
         raise MnistCnnError("an ensemble needs at least one model")
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     outputs = []
@@ -171,8 +170,8 @@ def build(name: str, precision: str = "float32") -> keras.Model:
     A mixed precision computes in 16 bits but keeps float32 weights (and a float32 softmax,
     so the loss stays exact); the global Keras policy is left as it was.
     """
-    from mnist_cnn.errors import MnistCnnError
-
+    if name in RENAMED:
+        raise MnistCnnError(f"the network {name!r} is now called {RENAMED[name]!r}")
     if name not in ARCHITECTURES:
         known = ", ".join(sorted(ARCHITECTURES))
         raise MnistCnnError(f"unknown model {name!r}: choose one of {known}")
@@ -188,8 +187,6 @@ def build(name: str, precision: str = "float32") -> keras.Model:
 
 def load(path: str | Path) -> keras.Model:
     """Load a saved .keras model (or a run folder's model.keras) with Keras' safe_mode on."""
-    from mnist_cnn.errors import MnistCnnError
-
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"

@@ -30,9 +30,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from mnist_cnn import predict
+from mnist_cnn import digits, engines, predict
+from mnist_cnn.digits import ImageError
+from mnist_cnn.engines import Classifier
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.predict import Classifier, ImageError
 
 MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
 MAX_BATCH = 256  # most images one forward pass takes from the queue
@@ -166,10 +167,10 @@ def create_app(
     threads: int = 0,
 ) -> FastAPI:
     """The app for `mnist-cnn serve`; the model loads here, once, before any request."""
-    path = Path(model) if model is not None else predict.default_model()
+    path = Path(model) if model is not None else engines.packaged_model()
     served = Served(
         info=model_info(path, engine),
-        classify=predict.classifier(path, engine, threads),
+        classify=engines.classifier(path, engine, threads),
         min_confidence=predict.MIN_CONFIDENCE if min_confidence is None else min_confidence,
     )
     served.info["min_confidence"] = served.min_confidence
@@ -237,8 +238,8 @@ def create_app(
             digit = _pixels(await request.body())
             seen = None
         else:
-            gray = predict.read_image(await _image_bytes(request, content_type))
-            digit = await run_in_threadpool(predict.normalise, gray)
+            gray = digits.read_image(await _image_bytes(request, content_type))
+            digit = await run_in_threadpool(digits.normalise, gray)
             seen = digit
         p = (await batcher(digit[None, ..., None].astype(np.float32)))[0]
         answer = predict.answer(p, served.min_confidence)
@@ -257,11 +258,11 @@ def create_app(
     async def read_number_route(request: Request) -> dict[str, Any]:
         """Several digits in a row (multipart field `file`, or the body as image/*)."""
         content_type = request.headers.get("content-type", "")
-        gray = predict.read_image(await _image_bytes(request, content_type))
-        pieces = await run_in_threadpool(predict.number_pieces, gray)
+        gray = digits.read_image(await _image_bytes(request, content_type))
+        pieces = await run_in_threadpool(digits.number_pieces, gray)
         probs = await batcher(np.stack([seen for _, _, seen in pieces])[..., None])
-        number, digits = predict.number_answer(pieces, probs, served.min_confidence)
-        return {"number": number, "digits": digits}
+        number, answers = predict.number_answer(pieces, probs, served.min_confidence)
+        return {"number": number, "digits": answers}
 
     @app.exception_handler(ImageError)
     async def image_error(request: Request, err: ImageError) -> JSONResponse:
@@ -404,7 +405,7 @@ def _worker(host: str, port: int) -> None:
     config = uvicorn.Config(app_from_env, factory=True, log_level="warning", access_log=False)
     try:
         uvicorn.Server(config).run(sockets=[sock])
-    except MnistCnnError as err:  # e.g. no MNIST to calibrate int8 on: one line, not a traceback
+    except MnistCnnError as err:  # e.g. no int8 twin beside the model: one line, no traceback
         print(f"mnist-cnn: error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -5,7 +5,7 @@ binarised scan. This module draws such digits two ways: every digit of a set of 
 fonts that Debian packages, and pen trajectories of named writing styles ("1-flag-foot",
 "7-crossed", "9-hooked", ...) with jittered control points, random slant, width and pen. Each
 one lands on a page as a user's picture does (dark ink on light paper, off-centre, sometimes a
-low-resolution binarised scan scaled back up) and goes through `predict.normalise`, the very
+low-resolution binarised scan scaled back up) and goes through `digits.normalise`, the very
 path a user's file takes. Fonts and styles are split once, by name: the HELD_OUT ones are for
 evaluation only and never reach training.
 
@@ -312,7 +312,7 @@ def _draw(split: str, kind: str, rng: np.random.Generator) -> Iterator[tuple[int
 def generate(n: int, split: str, kind: str, scanned: float, seed: int) -> Digits:
     """n digits (0-9 in equal shares) of `split` ('train' or 'held_out') drawn from `kind`
     ('fonts' or 'styles'); a share `scanned` of them as scans; normalised as predict does."""
-    from mnist_cnn.predict import ImageError, normalise
+    from mnist_cnn.digits import ImageError, normalise
 
     if split not in SPLITS or kind not in ("fonts", "styles"):
         raise ValueError(f"unknown split {split!r} or kind {kind!r}")

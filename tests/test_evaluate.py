@@ -1,0 +1,67 @@
+"""Scoring: calibration error, test-time augmentation, ensembles."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnist_cnn import cli, data, evaluate, models
+
+
+def digits(n: int = 32, seed: int = 0) -> np.ndarray:
+    """Blobs of 'ink' well inside a 28x28 frame: enough to see what a warp does."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28, 1), "float32")
+    for i in range(n):
+        r, c = rng.integers(8, 16, 2)
+        x[i, r : r + 6, c : c + 4] = 255
+    return x
+
+
+def test_tta_shift_moves_pixels():
+    x = digits(2)
+    moved = evaluate.shift(x, 1, -1)
+    assert np.array_equal(moved[:, 1:, :-1], x[:, :-1, 1:])
+    assert not moved[:, 0].any() and not moved[:, :, -1].any()
+
+
+def test_ensemble_is_the_mean_of_its_members(
+    best_run, deep_run, small_run, mnist_dir, tmp_path, capsys
+):
+    runs = [best_run[0], deep_run[0], small_run[0]]  # three architectures
+    out = tmp_path / "ens"
+    code = cli.main(["ensemble", *map(str, runs), "--out", str(out), "--test-limit", "500"])
+    assert code == 0
+    x = data.load(mnist_dir, val_size=0, test_limit=500).x_test
+    mean = np.mean([evaluate.predict_proba(models.load(r), x) for r in runs], axis=0)
+    ens = models.load(out)  # saved and loaded like any model
+    assert np.allclose(evaluate.predict_proba(ens, x), mean, atol=1e-6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_size"] == 500 and len(metrics["member_test_accuracy"]) == 3
+    assert (out / "misclassified.png").exists() and (out / "confusion.png").exists()
+    assert "members:" in capsys.readouterr().out
+    # the ensemble evaluates through the ordinary command, with and without TTA
+    assert cli.main(["evaluate", str(out), "--test-limit", "300", "--tta"]) == 0
+    scored = json.loads((out / "eval" / "metrics.json").read_text())
+    assert scored["tta"] is True and 0 < scored["test_accuracy_without_tta"] <= 1
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def overconfident(n=20_000, true_t=2.5, seed=0):
+    """Labels drawn from softmax(z / true_t), probabilities claimed as softmax(z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 4, (n, 10))
+    truth = softmax(z / true_t)
+    y = np.array([rng.choice(10, p=p) for p in truth])
+    return softmax(z), y
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    probs = np.tile([0.8] + [0.2 / 9] * 9, (1000, 1))
+    y = np.r_[np.zeros(800, int), np.ones(200, int)]
+    assert evaluate.ece(probs, y) < 1e-9
+    assert evaluate.ece(probs, np.ones(1000, int)) == pytest.approx(0.8)

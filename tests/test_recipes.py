@@ -1,0 +1,69 @@
+"""Recipes and TrainConfig: every setting declared once, checked once, recipes as values."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mnist_cnn import augment, models, recipes, train
+from mnist_cnn.errors import MnistCnnError
+
+
+def test_the_classic_recipe_is_trainconfigs_defaults():
+    cfg = recipes.make_config("classic")
+    assert cfg == recipes.TrainConfig(model="classic")
+    assert (cfg.architecture, cfg.epochs, cfg.lr, cfg.shift) == ("classic", 8, 3e-3, 2.0)
+
+
+@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+def test_every_recipe_is_a_valid_config_of_a_known_network(name):
+    cfg = recipes.make_config(name)
+    assert cfg.model == name and cfg.architecture in models.ARCHITECTURES
+    assert set(recipes.RECIPES[name]) <= {f.name for f in dataclasses.fields(cfg)}
+
+
+def test_best_and_best_deep_feed_their_nets_the_same_batches():
+    """`best` differs from `best-deep` in the network only: same seed, same training images."""
+    x = np.random.default_rng(0).uniform(0, 255, (64, 28, 28, 1)).astype("float32")
+    batches = []
+    for name in ("best", "best-deep"):
+        cfg = recipes.make_config(name)
+        aug = augment.Augment(
+            **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(augment.Augment)}
+        )
+        b = train.Batches(
+            x, np.arange(64), 32, aug, seed=1, clean_from=cfg.epochs - cfg.clean_epochs
+        )
+        batches.append(b[0])
+    assert np.array_equal(batches[0][0], batches[1][0])
+    assert recipes.make_config("best").architecture != recipes.make_config("best-deep").architecture
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"optimizer": "lion"}, "optimizer must be one of"),
+        ({"precision": "float8"}, "precision must be one of"),
+        ({"strategy": "ring"}, "strategy must be one of"),
+        ({"zoom": 1.0}, "zoom must be below 1"),
+        ({"synthetic": 0.95}, "synthetic must be below 0.9"),
+        ({"lr": "fast"}, "lr must be float"),
+        ({"train_limit": 0}, "train_limit must be at least 1"),
+    ],
+)
+def test_bad_values_are_refused_by_the_config_itself(overrides, message):
+    with pytest.raises(MnistCnnError, match=message):
+        recipes.make_config("classic", **overrides)
+
+
+def test_ints_are_taken_where_floats_are_asked_and_none_where_allowed():
+    cfg = recipes.make_config("classic", shift=2, lr=1, train_limit=None)
+    assert cfg.shift == 2 and cfg.train_limit is None
+
+
+def test_old_names_get_one_clear_message():
+    with pytest.raises(MnistCnnError, match="now called 'classic'"):
+        recipes.make_config("seed")
+    with pytest.raises(MnistCnnError, match="now called 'classic'"):
+        models.build("seed")
