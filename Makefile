@@ -2,42 +2,45 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
 .PHONY: train test bench serve default-model lint clean
 
-$(STAMP): pyproject.toml
+# .venv with the extras a target needs, installed once (again when pyproject.toml changes).
+$(VENV)/.installed-%: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
+	touch $@
 
-## Train the default model, evaluate it on the test set and write the plots (runs/default).
-train: $(STAMP)
-	$(BIN)/mnist-cnn train --out runs/default-$$(date +%Y%m%d-%H%M%S)
+## Train the classic model, evaluate it on the test set and write the plots (runs/classic-...).
+train: $(VENV)/.installed-train
+	$(BIN)/mnist-cnn train --out runs/classic-$$(date +%Y%m%d-%H%M%S)
 
-## Lint, then the whole test suite (real-MNIST tests need MNIST_DATA_DIR or the user cache).
-test: $(STAMP)
+## Lint, then the whole test suite (MNIST from MNIST_DATA_DIR, the user cache or a download).
+test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-## Every recipe side by side, several seeds each (about 30 minutes on 2 cores, see README).
-bench: $(STAMP)
+## Every recipe side by side, several seeds each (about 30 minutes on 2 cores; docs/results.md).
+bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results-$$(date +%Y-%m-%d).json
 
 ## The draw-a-digit page and the JSON API on http://127.0.0.1:8000/ (the packaged model).
-serve: $(STAMP)
+serve: $(VENV)/.installed-serve
 	$(BIN)/mnist-cnn serve
 
-## Retrain the packaged model (about 15 minutes on 2 cores; needs the fonts .ci/run installs)
-## and put it in the package, with its int8 ONNX twin for `--engine int8`.
-default-model: $(STAMP)
-	$(BIN)/mnist-cnn train --model writers --seed 0 --out runs/writers-seed0
-	cp runs/writers-seed0/model.keras runs/writers-seed0/metrics.json runs/writers-seed0/config.json src/mnist_cnn/default/
-	$(BIN)/mnist-cnn export --model src/mnist_cnn/default/model.keras --format onnx-int8 --out src/mnist_cnn/default/model-int8.onnx
+## Retrain the packaged model (about 18 minutes on 2 cores; needs the fonts .ci/run installs)
+## and put it in the package, with its int8 ONNX twin (what `--engine auto` runs).
+PACKAGED_SEED ?= 0
+default-model: $(VENV)/.installed-dev
+	run=runs/packaged-$$(date +%Y%m%d-%H%M%S) && \
+	$(BIN)/mnist-cnn train --model writers --seed $(PACKAGED_SEED) --out $$run && \
+	cp $$run/model.keras $$run/metrics.json $$run/config.json src/mnist_cnn/default/ && \
+	$(BIN)/mnist-cnn export --model src/mnist_cnn/default/model.keras --format onnx-int8 \
+		--out src/mnist_cnn/default/model-int8.onnx
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

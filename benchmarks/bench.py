@@ -49,7 +49,7 @@ def child(recipe: str, seed: int, out: Path, max_epochs: int | None) -> None:
         return {"test_accuracy": acc}
 
     cfg = train.make_config(recipe, seed=seed, out=str(out / "run"), epochs=max_epochs)
-    metrics = train.train(cfg, verbose=0, dataset=ds, probe=probe)
+    metrics = train.train(cfg, verbose=0, dataset=ds, probe=probe).metrics
     history = json.loads((out / "run" / "history.json").read_text())
     elapsed, time_to_target = 0.0, None
     for secs, acc in zip(history["epoch_seconds"], history["test_accuracy"], strict=True):

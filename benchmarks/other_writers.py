@@ -50,7 +50,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file, run folder, .onnx (default: the packaged model)")
-    p.add_argument("--engine", default="keras", choices=engines.ENGINES)
+    p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--count", type=int, default=1000, help="digits per set (1000)")
     p.add_argument("--min-confidence", type=float, help="threshold (default: the package's)")
     p.add_argument("--fashion-dir", default=FASHION, help=f"Fashion-MNIST (default {FASHION})")

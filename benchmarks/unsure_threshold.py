@@ -7,8 +7,9 @@ MNIST's validation split (the 5,000 training images held out of training) and 5,
 digits of the *training* fonts and styles drawn from a seed training never used (as pictures
 and scans, half each); the held-out fonts and styles stay for the other-writers benchmark.
 Non-digits are 1,000 Fashion-MNIST *training* images (its test images are kept for the
-benchmark). The rule: the highest threshold on the grid that leaves at most 1% of each of the
-two digit sets unsure. Prints the curve as a table, writes it as JSON and plots it.
+benchmark). The rule: the lowest threshold on the grid that still leaves at least 65% of the
+non-digits unsure (a margin over the goal of 60%), since every step up costs real digits an
+answer. Prints the curve as a table, writes it as JSON and plots it.
 """
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 GRID = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995]
-MAX_UNSURE = 0.01  # of real digits, in each set of the validation mix
+MIN_NON_DIGITS_UNSURE = 0.65  # of Fashion-MNIST training images
 VAL_SEED = 500_009  # synthetic validation digits: a seed of their own, apart from training's
 
 
@@ -29,7 +30,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file or run folder (default: the packaged model)")
-    p.add_argument("--engine", default="keras", choices=engines.ENGINES)
+    p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--plot", default="docs/unsure-threshold.png")
     p.add_argument("--out", default=f"benchmarks/unsure-threshold-{date.today()}.json")
@@ -61,12 +62,12 @@ def main() -> None:
             row[f"{name} accuracy among answered"] = got["answered_accuracy"]
         row["Fashion-MNIST unsure"] = float((p_fashion.max(1) < t).mean())
         rows.append(row)
-    ok = [r["threshold"] for r in rows if all(r[f"{n} unsure"] <= MAX_UNSURE for n in probs)]
-    chosen = max(ok) if ok else GRID[0]
+    ok = [r["threshold"] for r in rows if r["Fashion-MNIST unsure"] >= MIN_NON_DIGITS_UNSURE]
+    chosen = min(ok) if ok else GRID[-1]
     report = {
         "date": date.today().isoformat(),
         "model": model or "packaged",
-        "rule": f"highest threshold with <= {MAX_UNSURE:.0%} unsure in each digit set",
+        "rule": f"lowest threshold with >= {MIN_NON_DIGITS_UNSURE:.0%} of non-digits unsure",
         "chosen": chosen,
         "curve": rows,
     }
@@ -84,17 +85,18 @@ def main() -> None:
 
 
 def plot(rows: list, names: list, chosen: float, path: str) -> None:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     t = [r["threshold"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     for name, style in zip(names, ("o-", "s-"), strict=True):
         left.plot(t, [100 * r[f"{name} unsure"] for r in rows], style, label=f"{name}")
         right.plot(t, [100 * r[f"{name} accuracy among answered"] for r in rows], style, label=name)
     left.plot(
         t, [100 * r["Fashion-MNIST unsure"] for r in rows], "^-", label="Fashion-MNIST (not digits)"
     )
-    left.axhline(100 * MAX_UNSURE, color="grey", lw=0.8, ls=":")
+    left.axhline(100 * MIN_NON_DIGITS_UNSURE, color="grey", lw=0.8, ls=":")
     for ax in (left, right):
         ax.axvline(chosen, color="black", lw=0.8, ls="--")
         ax.set_xlabel("unsure threshold (top probability)")

@@ -590,3 +590,19 @@ def test_the_pinned_hashes_are_those_of_the_real_files(mnist_dir):
         raw = path.read_bytes()
         content = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         assert hashlib.sha256(content).hexdigest() == expected, base
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    import gzip
+    import resource
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:
+        chunk = b"\x00" * (1 << 20)
+        for _ in range(3000):  # 3 GB of zeros in about 3 MB
+            f.write(chunk)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(data.DataError, match="more than any MNIST file"):
+        data.read_idx(bomb)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300

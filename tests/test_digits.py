@@ -1,5 +1,7 @@
 """Any picture of a digit to MNIST's 28x28: normalisation, polarity, cutting numbers."""
 
+import io
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -102,3 +104,101 @@ def test_touching_digits_are_split_and_broken_ones_joined(test_digits):
     rows = np.flatnonzero((seven > 0).any(1))
     seven[rows[len(rows) // 2] - 2 : rows[len(rows) // 2] + 2] = 0  # cut it in two
     assert len(digits.segment(seven)) == 1
+
+
+# ------------------------------------------------------------------ hostile input
+
+
+def encoded(array: np.ndarray, fmt: str = "PNG", **kw) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def test_any_decoder_failure_is_an_image_error(monkeypatch):
+    """A file Pillow opens but then fails on with an error of its own (EOFError on seek, as a
+    crafted SPIDER file does) is a bad file, not a crash."""
+
+    class Broken:
+        width = height = 10
+        info = None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def seek(self, frame):
+            raise EOFError("no more images in SPIDER file")
+
+    monkeypatch.setattr(digits.Image, "open", lambda path: Broken())
+    with pytest.raises(digits.ImageError, match=r"damaged or truncated image .*EOFError"):
+        digits.read_image(b"anything")
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 300), (1, 40), (3, 900), (4, 4960), (4960, 4), (1, 1), (60, 3000)]
+)
+def test_thin_shapes_read_as_a_number_or_refuse_cleanly(shape):
+    page = np.full((shape[0] + 40, shape[1] + 40), 255.0, np.float32)
+    page[20 : 20 + shape[0], 20 : 20 + shape[1]] = 0
+    try:
+        pieces = digits.number_pieces(page)
+    except digits.ImageError as err:
+        assert "digit" in str(err) or "ink" in str(err), err
+    else:
+        assert 1 <= len(pieces) <= digits.MAX_DIGITS
+        assert all(seen.shape == (28, 28) for _, _, seen in pieces)
+
+
+def test_many_marks_are_refused_and_merging_stays_linear():
+    rng = np.random.default_rng(0)
+    page = np.full((200, 2000), 255.0, np.float32)
+    for r, c in zip(rng.integers(5, 190, 1000), rng.integers(5, 1990, 1000), strict=True):
+        page[r : r + 2, c : c + 2] = 0  # ~1000 dots, many in stacked pairs
+        page[r + 4 : r + 6, c : c + 2] = 0
+    with pytest.raises(digits.ImageError, match="separate marks"):
+        digits.number_pieces(page)
+    few = np.full((60, 3000), 255.0, np.float32)
+    for c in range(10, 2990, 24):  # 125 stacked pairs: under the cap, merged in one pass
+        few[20:24, c : c + 3] = 0
+        few[30:34, c : c + 3] = 0
+    with pytest.raises(digits.ImageError, match="digits"):
+        digits.number_pieces(few)  # 250 marks merged into 125 pieces: too many digits
+
+
+def test_a_huge_image_is_refused_before_it_is_decoded():
+    import resource
+
+    page = np.ones((7000, 7000), bool)
+    page[3000:3100, 3000:3100] = False
+    data = encoded(page)  # a 7000x7000 1-bit PNG: tens of KB
+    assert len(data) < 200_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(digits.ImageError, match=r"too large|too many pixels"):
+        digits.read_image(data)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100
+
+
+def test_a_big_photo_is_shrunk_before_the_float_work(test_digits):
+    x, _ = test_digits
+    big = np.asarray(Image.fromarray((255 - x[0]).astype(np.uint8)).resize((3000, 3000)))
+    gray = digits.read_image(encoded(big, "JPEG", quality=90))
+    assert max(gray.shape) <= digits.MAX_SIDE
+    assert similarity(digits.normalise(gray), digits.normalise(x[0])) > 0.8
+
+
+@pytest.mark.parametrize("kind", ["png16", "tiff32", "tiff-float"])
+def test_deep_images_read_like_8_bit_ones(kind, test_digits):
+    x, _ = test_digits
+    page = 255 - place(x[3], 4, 20, 30, False)  # dark ink on white
+    if kind == "png16":
+        data = encoded((page * 257).astype(np.uint16))
+    elif kind == "tiff32":
+        data = encoded((page * 1_000_000).astype(np.int32), "TIFF")
+    else:
+        data = encoded(page.astype(np.float32) / 255, "TIFF")
+    reference = digits.normalise(page)
+    assert similarity(digits.normalise(digits.read_image(data)), reference) > 0.95

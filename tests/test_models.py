@@ -48,7 +48,7 @@ def test_load_rejects_missing_wrong_and_corrupt_files(tmp_path):
     with pytest.raises(MnistCnnError, match=r"not a \.keras file"):
         models.load(tmp_path / "model.h5")
     (tmp_path / "bad.keras").write_bytes(b"this is not a zip file")
-    with pytest.raises(MnistCnnError, match="cannot load model"):
+    with pytest.raises(MnistCnnError, match="not a Keras model file"):
         models.load(tmp_path / "bad.keras")
     with pytest.raises(MnistCnnError, match="no model at"):
         models.load(tmp_path)  # a folder without model.keras

@@ -67,7 +67,7 @@ def bad_files(tmp_path):
     paths["blank"] = tmp_path / "blank.png"
     Image.new("L", (100, 80), 250).save(paths["blank"])
     paths["huge"] = tmp_path / "huge.png"
-    Image.new("1", (10_000, 6_000), 1).save(paths["huge"])  # 60 Mpx: a few KB on disk
+    Image.new("1", (5_000, 4_000), 1).save(paths["huge"])  # 20 Mpx: a few KB on disk
     paths["bomb"] = tmp_path / "bomb.png"
     Image.new("1", (12_000, 10_000), 0).save(paths["bomb"])  # 120 Mpx: Pillow's own guard
     paths["missing"] = tmp_path / "missing.png"
@@ -212,3 +212,39 @@ def test_non_digits_mostly_come_out_unsure_and_digits_do_not(test_digits):
     x, _ = test_digits
     p = classify(x[..., None])
     assert (p.max(1) < predict.MIN_CONFIDENCE).mean() <= 0.03  # real digits mostly answered
+
+
+def test_a_file_whose_reading_raises_anything_still_leaves_the_batch_whole(
+    small_run, tmp_path, monkeypatch, capsys
+):
+    good, paths = bad_files(tmp_path)
+    real = predict.normalise
+
+    def crashing(gray):
+        if gray.shape == (80, 100):  # the blank page: stands for any unexpected failure
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(gray)
+
+    monkeypatch.setattr(predict, "normalise", crashing)
+    files = [str(good), str(paths["blank"]), str(good)]
+    args = ["--json", "--model", str(small_run[0]), "--min-confidence", "0"]
+    assert cli.main(["predict", *files, *args]) == 1
+    answers = json.loads(capsys.readouterr().out)
+    assert len(answers) == 3 and answers[0]["digit"] is not None
+    assert "RecursionError" in answers[1]["error"] and answers[2]["error"] is None
+
+
+def test_show_input_survives_long_names_and_keeps_same_stems_apart(small_run, tmp_path, capsys):
+    good, _ = bad_files(tmp_path)
+    content = good.read_bytes()
+    long_name = tmp_path / ("x" * 250 + ".png")  # a legal name whose output name would not be
+    a, b = tmp_path / "a" / "same.png", tmp_path / "b" / "same.png"
+    for path in (long_name, a, b):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+    seen = tmp_path / "seen"
+    args = ["predict", str(long_name), str(a), str(b), "--json", "--show-input", str(seen)]
+    assert cli.main([*args, "--model", str(small_run[0])]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert len(answers) == 3 and all(r["error"] is None for r in answers)
+    assert sorted(p.name for p in seen.iterdir()) == ["same-2.png", "same.png", "x" * 100 + ".png"]

@@ -176,6 +176,7 @@ def test_default_model_ships_and_serves(tmp_path):
     with TestClient(app) as c:
         info = c.get("/api/model").json()
     assert info["test_accuracy"] >= 0.995 and info["params"] > 0
+    assert info["engine"] == "onnx-int8"  # the default engine picks the shipped int8 twin
     assert engines.packaged_model().stat().st_size <= 5 * 1024 * 1024
     assert json.loads((engines.packaged_model().parent / "metrics.json").read_text())
 
@@ -321,3 +322,125 @@ def test_serve_command_reports_a_missing_model(tmp_path, capsys):
 
     code = cli.main(["serve", "--model", str(tmp_path / "nope.keras"), "--workers", "2"])
     assert code == 2 and "no model at" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ hostile clients
+
+
+def test_model_info_shows_no_server_paths(client, small_run):
+    info = client.get("/api/model").json()
+    assert "path" not in info and str(small_run[0]) not in json.dumps(info)
+
+
+@pytest.mark.parametrize("shape", [(2, 300), (4, 4960), (1, 3)])
+def test_thin_shapes_get_an_answer_or_a_400_never_a_500(client, shape):
+    page = np.full((shape[0] + 40, shape[1] + 40), 255, np.uint8)
+    page[20 : 20 + shape[0], 20 : 20 + shape[1]] = 0
+    for route in ("/api/read-number", "/api/predict"):
+        r = client.post(route, files={"file": ("bar.png", png(page), "image/png")})
+        assert r.status_code in (200, 400), (route, r.status_code, r.text)
+
+
+def test_image_work_runs_off_the_event_loop(small_run, monkeypatch):
+    """While an upload is being decoded, /healthz still answers."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    real = digits.read_image
+
+    def slow(data):
+        started.set()
+        release.wait(10)
+        return real(data)
+
+    monkeypatch.setattr(digits, "read_image", slow)
+    app = serve.create_app(small_run[0] / "model.keras")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = png(np.full((60, 60), 255))
+        upload = threading.Thread(
+            target=lambda: c.post("/api/predict", files={"file": ("p.png", page, "image/png")})
+        )
+        upload.start()
+        assert started.wait(10)
+        assert c.get("/healthz").status_code == 200  # answered while the upload is stuck
+        release.set()
+        upload.join(10)
+
+
+def test_a_stalled_body_gets_408_and_a_vanished_client_one_log_line(small_run, monkeypatch, caplog):
+    monkeypatch.setattr(serve, "BODY_TIMEOUT", 0.2)
+    app = serve.create_app(small_run[0] / "model.keras")
+
+    async def call(receive) -> tuple[int, bytes]:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/api/predict",
+            "raw_path": b"/api/predict",
+            "query_string": b"",
+            "headers": [(b"content-type", b"image/png")],
+            "client": ("127.0.0.1", 5),
+            "server": ("127.0.0.1", 80),
+            "scheme": "http",
+            "http_version": "1.1",
+            "root_path": "",
+        }
+        await app(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        return start["status"], b"".join(m.get("body", b"") for m in sent)
+
+    async def stalled():
+        await asyncio.sleep(5)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def vanished():
+        return {"type": "http.disconnect"}
+
+    with TestClient(app):  # runs the lifespan (the batcher) as a server would
+        status, body = asyncio.run(call(stalled))
+        assert status == 408 and b"no body data" in body
+        with caplog.at_level("INFO", logger="mnist_cnn.serve"):
+            status, _ = asyncio.run(call(vanished))
+        assert status == 499
+        lines = [r for r in caplog.records if r.name == "mnist_cnn.serve"]
+        assert len(lines) == 1 and lines[0].exc_info is None and "client left" in lines[0].message
+
+
+def test_half_sent_headers_are_cut_off(small_run, monkeypatch):
+    import threading
+    import time
+
+    import uvicorn
+
+    monkeypatch.setattr(serve, "HEADER_TIMEOUT", 0.5)
+    app = serve.create_app(small_run[0] / "model.keras")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=serve.http_protocol(), **serve.UVICORN
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            started = time.perf_counter()
+            assert conn.recv(100) == b""  # the server closed it
+            assert time.perf_counter() - started < 4
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"200 OK" in conn.recv(1000)  # whole requests are answered as ever
+    finally:
+        server.should_exit = True
+        thread.join(10)

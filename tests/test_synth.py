@@ -101,10 +101,10 @@ def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(
         val_size=300,
         precision="float32",
     )
-    metrics = train.train(cfg, verbose=0)
+    metrics = train.train(cfg, verbose=0).metrics
     assert calls and set(calls) == {"train"}  # held-out fonts and styles never reach training
     assert metrics["test_accuracy"] > 0.85
-    assert cfg.synthetic == 0.2 and cfg.scan == 0.2
+    assert cfg.synthetic == 0.25 and cfg.scan == 0.2
     monkeypatch.setattr(synth, "generate", generate)
     made = synth.generate(100, "train", "styles", 0.5, seed=99)
     model = engines.classifier(tmp_path / "run" / "model.keras")

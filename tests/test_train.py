@@ -1,5 +1,6 @@
 """Training end to end on real MNIST: artifacts, re-evaluation, kill-and-resume, accuracy."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,7 +27,8 @@ def test_run_folder_holds_every_artifact(small_run):
             assert img.format == "PNG" and img.size[0] > 300, name
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (out / "checkpoint").exists()  # removed once training finished
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert hidden == [".lock"]  # no temp files left; the lock that kept the folder to one run
 
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics
@@ -83,15 +85,15 @@ def test_same_seed_same_result(small_run, mnist_dir, tmp_path):
     cfg = train.make_config(
         "classic", seed=3, data_dir=str(mnist_dir), out=str(tmp_path / "again"), **SMALL
     )
-    assert train.train(cfg, verbose=0)["test_accuracy"] == metrics["test_accuracy"]
+    assert train.train(cfg, verbose=0).metrics["test_accuracy"] == metrics["test_accuracy"]
 
 
 def test_refuses_to_overwrite_a_run(small_run, mnist_dir):
     out, _ = small_run
     cfg = train.make_config("classic", data_dir=str(mnist_dir), out=str(out), **SMALL)
-    with pytest.raises(MnistCnnError, match="already holds a run"):
+    with pytest.raises(MnistCnnError, match=r"already holds a finished run.*another --out"):
         train.train(cfg, verbose=0)
-    with pytest.raises(MnistCnnError, match="already finished"):
+    with pytest.raises(MnistCnnError, match=r"already holds a finished run.*nothing to resume"):
         train.train(cfg, resume=True, verbose=0)
 
 
@@ -167,7 +169,7 @@ def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
 @pytest.mark.slow
 def test_default_recipe_reaches_99_percent_on_real_mnist(mnist_dir, tmp_path):
     cfg = train.make_config("classic", data_dir=str(mnist_dir), out=str(tmp_path / "default"))
-    metrics = train.train(cfg, verbose=2)
+    metrics = train.train(cfg, verbose=2).metrics
     print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
     assert metrics["test_accuracy"] >= 0.990
     assert metrics["test_size"] == 10_000 and metrics["train_size"] == 55_000
@@ -176,7 +178,7 @@ def test_default_recipe_reaches_99_percent_on_real_mnist(mnist_dir, tmp_path):
 @pytest.mark.slow
 def test_fast_recipe_reaches_98_8_percent_on_real_mnist(mnist_dir, tmp_path):
     cfg = train.make_config("fast", data_dir=str(mnist_dir), out=str(tmp_path / "fast"))
-    metrics = train.train(cfg, verbose=0)
+    metrics = train.train(cfg, verbose=0).metrics
     print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
     assert metrics["epochs"] == 1 and metrics["params"] == 108_874
     assert metrics["test_accuracy"] >= 0.988
@@ -267,3 +269,73 @@ def test_batches_mix_in_their_share_of_synthetic_digits():
         assert synthetic.sum() == 20 and (by[synthetic] == 7).all() and (by[~synthetic] == 0).all()
         seen += (~synthetic).sum()
     assert seen == 300
+
+
+# ------------------------------------------------ a run is always resumable or finished
+
+
+TINY = {"train_limit": 600, "test_limit": 200, "val_size": 200, "epochs": 2}
+
+
+def tiny_config(mnist_dir, out, **extra):
+    return train.make_config("fast", seed=2, data_dir=str(mnist_dir), out=str(out), **TINY, **extra)
+
+
+def test_a_run_killed_after_training_but_before_its_metrics_resumes_and_finishes(
+    mnist_dir, tmp_path, monkeypatch
+):
+    from mnist_cnn import calibrate
+
+    cfg = tiny_config(mnist_dir, tmp_path / "run")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for SIGKILL between fit() and metrics.json
+
+    monkeypatch.setattr(calibrate, "calibrate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, verbose=0)
+    run = tmp_path / "run"
+    assert (run / "checkpoint").exists() and not (run / "metrics.json").exists()
+    monkeypatch.undo()
+    with pytest.raises(MnistCnnError, match="pass --resume"):
+        train.train(cfg, verbose=0)  # the same --out without --resume says what to do
+    # no epoch is trained again: all were done before the "kill"
+    metrics = train.train(cfg, resume=True, verbose=0).metrics
+    assert metrics["epochs"] == 2 and (run / "metrics.json").exists()
+    assert not (run / "checkpoint").exists()
+    with pytest.raises(MnistCnnError, match="already holds a finished run"):
+        train.train(cfg, resume=True, verbose=0)
+
+
+def test_a_run_killed_in_its_first_epoch_resumes_from_the_start(mnist_dir, tmp_path):
+    cfg = tiny_config(mnist_dir, tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    metrics = train.train(cfg, resume=True, verbose=0).metrics  # no checkpoint: starts at epoch 1
+    assert metrics["epochs"] == 2
+
+
+def test_one_folder_holds_one_run_at_a_time(mnist_dir, tmp_path):
+    from mnist_cnn import artifacts
+
+    cfg = tiny_config(mnist_dir, tmp_path / "run")
+    busy = pytest.raises(MnistCnnError, match="another mnist-cnn process is writing")
+    with artifacts.claim(tmp_path / "run"), busy:  # another process is training there
+        train.train(cfg, verbose=0)
+    assert not (tmp_path / "run" / "config.json").exists()  # nothing of the second run
+
+
+def test_a_full_disk_stops_training_in_one_line_and_leaves_it_resumable(
+    mnist_dir, tmp_path, monkeypatch
+):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    cfg = tiny_config(mnist_dir, tmp_path / "run")
+    with pytest.raises(MnistCnnError, match="the disk is full"):
+        train.train(cfg, verbose=0)
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert train.train(cfg, resume=True, verbose=0).metrics["epochs"] == 2

@@ -1,3 +1,40 @@
-"""mnist-cnn: train, evaluate and use convolutional networks on MNIST with Keras 3."""
+"""mnist-cnn: read handwritten digits; train, evaluate, serve and export MNIST models.
+
+    import mnist_cnn
+    mnist_cnn.read_digit("photo.jpg")      # Digit(digit=7, confidence=0.99, top3=..., unsure=False)
+    mnist_cnn.read_number("2026.png").text
+
+Reading runs the packaged model's int8 twin on ONNX Runtime: no TensorFlow, no Keras.
+`mnist_cnn.DigitReader(model=...)` reads with another model.
+"""
+
+from functools import lru_cache
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["DigitReader", "read_digit", "read_number"]
+
+
+@lru_cache(maxsize=4)
+def _reader(model: str | None) -> Any:
+    from mnist_cnn.predict import DigitReader
+
+    return DigitReader(model)
+
+
+def read_digit(image: Any, model: str | None = None) -> Any:
+    """The digit in a picture (a path, bytes, a PIL image or an array): a `predict.Digit`."""
+    return _reader(None if model is None else str(model)).read_digit(image)
+
+
+def read_number(image: Any, model: str | None = None) -> Any:
+    """The number written in a row in a picture: a `predict.Number` (text, digits)."""
+    return _reader(None if model is None else str(model)).read_number(image)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DigitReader":  # loaded on first use: `import mnist_cnn` stays instant
+        from mnist_cnn.predict import DigitReader
+
+        return DigitReader
+    raise AttributeError(f"module 'mnist_cnn' has no attribute {name!r}")

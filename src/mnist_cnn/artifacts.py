@@ -4,11 +4,14 @@ Every file goes to a temporary name in the same folder and is renamed into place
 (or a killed run) never sees half a file.
 """
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,32 @@ def read_json(path: str | Path) -> Any:
         raise MnistCnnError(f"{path} does not exist") from None
     except (OSError, ValueError) as err:
         raise MnistCnnError(f"cannot read {path}: {err}") from None
+
+
+@contextlib.contextmanager
+def claim(folder: str | Path) -> Iterator[Path]:
+    """Hold `folder` for this process alone while the block runs: one folder, one run.
+
+    An advisory lock (flock) on folder/.lock: the kernel drops it when the process ends, even
+    on kill -9, so a dead run never blocks the folder."""
+    folder = prepare_dir(folder)
+    with open(folder / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MnistCnnError(
+                f"another mnist-cnn process is writing to {folder}: wait for it to end, "
+                "or choose another --out"
+            ) from None
+        yield folder
+
+
+def check_room(folder: str | Path, needed: int) -> None:
+    """One clear error before a write of `needed` bytes that the disk has no room for: some
+    writers (h5py) crash the process on a full disk instead of raising."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise MnistCnnError(
+            f"cannot write to {folder}: the disk is full ({free / 1e6:.1f} MB free, "
+            f"{needed / 1e6:.1f} MB needed); free some space, then --resume the run"
+        )

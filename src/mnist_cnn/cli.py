@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         where = Path(args.resume) / "config.json"
         values = artifacts.read_json(where)
         values = {**values, "out": str(args.resume)} if isinstance(values, dict) else values
-        metrics = train.train(recipes.config_from(values, str(where)), resume=True)
+        metrics = train.train(recipes.config_from(values, str(where)), resume=True).metrics
         return _print_metrics(metrics, Path(args.resume))
     overrides = {f.name: getattr(args, f.name) for f in _settings()}
     if args.dry_run:  # one short epoch on a few batches: checks the whole pipeline in seconds
@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     seed = 0 if args.seed is None else args.seed
     out = args.out or f"runs/{args.model}-seed{seed}-{stamp}"
     cfg = recipes.make_config(args.model, out=out, **overrides)
-    metrics = train.train(cfg)
+    metrics = train.train(cfg).metrics
     _print_metrics(metrics, Path(cfg.out))
 
 
@@ -143,12 +143,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    try:
-        from mnist_cnn import serve
-    except ImportError as err:
-        raise MnistCnnError(f"{err.name} is missing: pip install 'mnist-cnn[serve]'") from None
+    from mnist_cnn import serve
+
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops")
     serve.serve(args.model, args.host, args.port, args.engine, args.min_confidence, args.workers)
+
+
+def serve_workers() -> int:
+    """The default number of server processes: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -160,9 +163,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         choices=ENGINES,
-        default="keras",
-        help="run a .keras model on Keras, on ONNX Runtime, or its int8 twin on ONNX Runtime "
-        "(default keras)",
+        default="auto",
+        help="run a .keras model on Keras, on ONNX Runtime, or its int8 twin on ONNX Runtime; "
+        "auto: the int8 twin where one sits beside the model (the packaged model's), else "
+        "Keras (default auto)",
     )
     p.add_argument(
         "--min-confidence",
@@ -261,7 +265,10 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--port", type=POSITIVE, default=8000, help="port (default 8000)")
     v.add_argument(
-        "--workers", type=POSITIVE, default=1, help="server processes, each with the model (1)"
+        "--workers",
+        type=POSITIVE,
+        default=serve_workers(),
+        help=f"server processes, each with the model (default: one per core: {serve_workers()})",
     )
     v.set_defaults(func=cmd_serve)
 
@@ -271,12 +278,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# which extra brings each optional module (pyproject.toml)
+EXTRAS = {
+    **dict.fromkeys(["keras", "tensorflow", "tensorboard", "matplotlib", "tqdm"], "train"),
+    **dict.fromkeys(["fastapi", "uvicorn", "orjson", "multipart", "starlette"], "serve"),
+    **dict.fromkeys(["onnx", "tf2onnx", "ai_edge_litert"], "export"),
+    "jax": "jax",
+    "torch": "torch",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code = args.func(args)
     except MnistCnnError as err:
         print(f"mnist-cnn: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # an optional part that this install left out
+        top = (err.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        print(
+            f"mnist-cnn: error: this needs {top}, which is not installed: "
+            f"pip install 'mnist-cnn[{EXTRAS[top]}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("mnist-cnn: interrupted", file=sys.stderr)

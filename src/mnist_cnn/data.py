@@ -1,13 +1,15 @@
 """MNIST from its four original IDX files: find, download, verify, parse and split them.
 
-Only numpy, the standard library and tqdm are used here, so loading data never pays for
-importing TensorFlow. Every problem a user can fix (a missing, truncated or foreign file, a
-mirror that is down) is raised as `DataError` with a message saying what to do.
+Only numpy and the standard library are used here (and tqdm for a download's progress bar),
+so loading data never pays for importing TensorFlow. Every problem a user can fix (a missing,
+truncated or foreign file, a mirror that is down) is raised as `DataError` with a message
+saying what to do.
 """
 
 import gzip
 import hashlib
 import http.client
+import io
 import math
 import os
 import sys
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mnist_cnn.errors import MnistCnnError
 
@@ -49,6 +50,7 @@ SIZE = 28  # every image is SIZE x SIZE pixels
 IMAGE_SHAPE = (SIZE, SIZE)
 NUM_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 64_000_000  # the largest MNIST file is 47,040,016 bytes
 _IDX_UBYTE = 0x08
 _CHUNK = 1 << 16
 _ADVICE = (
@@ -137,9 +139,15 @@ def _decompress(raw: bytes, *, require_gzip: bool = False) -> bytes:
             raise _ContentError("is not gzip data (perhaps an error page from a proxy)")
         return raw
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            content = stream.read(MAX_IDX_BYTES + 1)  # bounded: a gzip bomb stops here
     except (OSError, EOFError, zlib.error) as err:
         raise _ContentError(f"is a corrupt or truncated gzip file ({err})") from err
+    if len(content) > MAX_IDX_BYTES:
+        raise _ContentError(
+            f"decompresses to more than {MAX_IDX_BYTES:,} bytes, more than any MNIST file"
+        )
+    return content
 
 
 def _check_sha256(content: bytes, expected: str) -> None:
@@ -248,6 +256,8 @@ def _fetch_one(url: str, base: str, dest: Path, timeout: float, progress: bool) 
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
+            from tqdm import tqdm  # only a download needs it
+
             with tqdm(
                 total=total,
                 unit="B",

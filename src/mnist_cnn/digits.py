@@ -8,6 +8,7 @@ into 28x28 with its centre of mass in the middle. `segment` cuts a written numbe
 """
 
 import io
+import itertools
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from mnist_cnn.data import SIZE
 from mnist_cnn.errors import MnistCnnError
 
 BOX = 20  # MNIST's digits fit a 20x20 box, centred by mass in SIZE x SIZE
-MAX_PIXELS = 50_000_000  # larger images are refused; Pillow itself stops bombs at twice this
+MAX_PIXELS = 16_000_000  # decoded at most (a 12-megapixel phone photo fits); more is refused
+MAX_SIDE = 1024  # pictures are shrunk to this before any float work: a digit needs far less
+MAX_MARKS = 300  # separate marks in a picture of a number: more is noise or an attack
+MAX_DIGITS = 40  # digits in one written number
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (0-255) to count as ink
 STROKE = 2.2  # MNIST's typical stroke width in the 20 px box, pixels
 
@@ -29,7 +33,12 @@ class ImageError(MnistCnnError):
 
 
 def read_image(source: str | Path | bytes) -> np.ndarray:
-    """A file (or its bytes) as grayscale float32 (0-255), alpha on white, EXIF rotation applied."""
+    """A file (or its bytes) as grayscale float32 (0-255), alpha on white, EXIF rotation applied.
+
+    Decoding is bounded: at most MAX_PIXELS are decoded (JPEGs at a reduced scale), and the
+    picture is shrunk to MAX_SIDE before any float work, so a hostile file costs little memory.
+    Whatever a decoder raises on a damaged or crafted file becomes an ImageError.
+    """
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file (0 bytes)")
@@ -47,12 +56,8 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
             img.seek(0)  # the first frame of a GIF, TIFF or WebP animation
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"{img.width}x{img.height} is too large; resize it")
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, rgba)
-            return np.asarray(img.convert("L"), dtype=np.float32)
+            img.draft("L", (MAX_SIDE, MAX_SIDE))  # a JPEG decodes at 1/2 to 1/8 scale
+            return _gray(ImageOps.exif_transpose(img))
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -60,8 +65,42 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     except UnidentifiedImageError:
         known = "PNG, JPEG, BMP, GIF, TIFF, WebP"
         raise ImageError(f"not an image Pillow can read ({known})") from None
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ImageError(f"damaged or truncated image ({err})") from None
+    except MemoryError:
+        raise ImageError("too large to decode; resize it") from None
+    except Exception as err:  # any decoder's failure on a damaged or crafted file
+        why = f"{type(err).__name__}: {err}"[:120]
+        raise ImageError(f"damaged or truncated image ({why})") from None
+
+
+def to_gray(image: "str | Path | bytes | Image.Image | np.ndarray") -> np.ndarray:
+    """A path, the bytes of a file, a PIL image or an array, as grayscale float32 (0-255)."""
+    if isinstance(image, str | Path | bytes):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        try:
+            return _gray(image)
+        except Exception as err:
+            raise ImageError(f"cannot read this PIL image ({type(err).__name__}: {err})") from None
+    return as_gray_array(image)
+
+
+def _gray(img: Image.Image) -> np.ndarray:
+    """Any mode as grayscale 0-255, at most MAX_SIDE on a side: transparency on white paper,
+    16-bit scaled by 1/257, 32-bit integer or float stretched to the full range."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    if img.mode.startswith("I;16"):
+        img = Image.fromarray(np.asarray(img, np.float32) / 257)
+    elif img.mode in ("I", "F"):
+        a = np.asarray(img, np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        img = Image.fromarray(((a - lo) * (255 / (hi - lo) if hi > lo else 0)).astype(np.float32))
+    elif img.mode != "L":
+        img = img.convert("L")
+    if max(img.size) > MAX_SIDE:
+        img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+    return np.asarray(img, np.float32)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -97,7 +136,28 @@ def ink_of(gray: np.ndarray) -> np.ndarray:
 
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Any grayscale digit image in, the 28x28 (0-255, float32) an MNIST model expects out."""
-    return _to_mnist(ink_of(np.asarray(gray, dtype=np.float32)))
+    return _to_mnist(ink_of(as_gray_array(gray)))
+
+
+def as_gray_array(gray: np.ndarray) -> np.ndarray:
+    """A 2-D float32 image in 0-255 from any array a user may hold: (H, W) or (H, W, 1),
+    0-1 floats scaled up, other ranges stretched; NaN, infinities and other shapes refused."""
+    try:
+        a = np.asarray(gray, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ImageError("not an image: expected a 2-D array of grey levels") from None
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != 2 or min(a.shape) < 1:
+        raise ImageError(f"not an image: expected a 2-D array of grey levels, not {a.shape}")
+    if not np.isfinite(a).all():
+        raise ImageError("the image holds NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 255:
+        a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    elif hi <= 1.0:
+        a = a * 255  # 0-1 floats
+    return a
 
 
 def _to_mnist(ink: np.ndarray) -> np.ndarray:
@@ -129,55 +189,70 @@ def segment(ink: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
 
     Connected strokes are candidate digits. Pieces that sit above one another (a 5's loose
     cap, a broken 4) are merged; a blob much wider than the writing is tall is cut where the
-    ink is thinnest, since that is where two digits touch.
+    ink is thinnest, since that is where two digits touch. The work is bounded: more than
+    MAX_MARKS separate marks, or more than MAX_DIGITS digits, is refused.
     """
     mask = ink > max(_otsu(ink), MIN_CONTRAST / 2)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    boxes = [[b[0].start, b[0].stop, b[1].start, b[1].stop] for b in ndimage.find_objects(labels)]
-    groups = [[i + 1] for i in range(n)]
-    merged = True
-    while merged:  # merge groups whose columns overlap by half the narrower one
-        merged = False
-        for a in range(len(boxes)):
-            for b in range(a + 1, len(boxes)):
-                overlap = min(boxes[a][3], boxes[b][3]) - max(boxes[a][2], boxes[b][2])
-                narrower = min(boxes[a][3] - boxes[a][2], boxes[b][3] - boxes[b][2])
-                if overlap >= 0.5 * narrower:
-                    boxes[a] = [
-                        min(boxes[a][0], boxes[b][0]),
-                        max(boxes[a][1], boxes[b][1]),
-                        min(boxes[a][2], boxes[b][2]),
-                        max(boxes[a][3], boxes[b][3]),
-                    ]
-                    groups[a] += groups.pop(b)
-                    boxes.pop(b)
-                    merged = True
-                    break
+    if n > MAX_MARKS:
+        raise ImageError(f"{n} separate marks: too many to read as a number (at most {MAX_MARKS})")
+    found = ndimage.find_objects(labels)
+    groups = sorted(
+        (([b[0].start, b[0].stop, b[1].start, b[1].stop], [i + 1]) for i, b in enumerate(found)),
+        key=lambda g: g[0][2],  # left to right
+    )
+    while True:  # merge neighbours whose columns overlap by half the narrower one, until none do
+        merged: list = []
+        for box, group in groups:
             if merged:
-                break
-    height = np.median([b[1] - b[0] for b in boxes]) if boxes else 0
+                last, last_group = merged[-1]
+                overlap = min(last[3], box[3]) - max(last[2], box[2])
+                if overlap >= 0.5 * min(last[3] - last[2], box[3] - box[2]):
+                    last[:] = [
+                        min(last[0], box[0]),
+                        max(last[1], box[1]),
+                        last[2],
+                        max(last[3], box[3]),
+                    ]
+                    last_group += group
+                    continue
+            merged.append((list(box), list(group)))
+        if len(merged) == len(groups):
+            break
+        groups = merged
+    height = np.median([b[1] - b[0] for b, _ in groups]) if groups else 0
     pieces = []
-    for box, group in zip(boxes, groups, strict=True):
+    for box, group in groups:
         rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
         digit_ink = np.where(np.isin(labels[rows, cols], group), ink[rows, cols], 0)
         pieces += _split_touching(rows, cols, digit_ink, height)
-    pieces.sort(key=lambda p: p[1].start)
+        if len(pieces) > MAX_DIGITS:
+            raise ImageError(f"more than {MAX_DIGITS} digits: not a number this reads")
     return pieces
 
 
 def _split_touching(rows: slice, cols: slice, ink: np.ndarray, height: float) -> list:
-    """Cut a blob wider than ~1.2 digits at its thinnest column near where digits would meet."""
+    """Cut a blob wider than ~1.2 digits into digit-wide parts, each cut at the thinnest
+    column near where two digits would meet."""
     h, w = ink.shape
-    parts = max(1, round(w / (0.8 * max(height, h))))
-    if parts == 1 or w < 1.2 * max(height, h):
+    size = max(height, h, 1)
+    parts = max(1, round(w / (0.8 * size)))
+    if parts == 1 or w < 1.2 * size:
         return [(rows, cols, ink)]
+    if parts > MAX_DIGITS:
+        raise ImageError(f"a mark {parts} digits wide: not a number this reads")
     profile = (ink > 0).sum(0)
-    cut = w // parts
-    window = slice(max(1, cut - w // (3 * parts)), min(w - 1, cut + w // (3 * parts)))
-    cut = window.start + int(np.argmin(profile[window]))
-    left = _split_touching(rows, slice(cols.start, cols.start + cut), ink[:, :cut], height)
-    right = _split_touching(rows, slice(cols.start + cut, cols.stop), ink[:, cut:], height)
-    return left + right
+    edges = [0]
+    for k in range(1, parts):
+        centre, half = k * w // parts, max(1, w // (3 * parts))
+        lo, hi = max(edges[-1] + 1, centre - half), min(w - 1, centre + half)
+        edges.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else max(centre, lo))
+    edges.append(w)
+    return [
+        (rows, slice(cols.start + a, cols.start + b), ink[:, a:b])
+        for a, b in itertools.pairwise(edges)
+        if b > a and ink[:, a:b].any()
+    ]
 
 
 def number_pieces(gray: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:

@@ -15,7 +15,7 @@ import numpy as np
 from mnist_cnn.errors import MnistCnnError
 
 Classifier = Callable[[np.ndarray], np.ndarray]
-ENGINES = ("keras", "onnx", "onnx-int8")
+ENGINES = ("auto", "keras", "onnx", "onnx-int8")
 INT8_NAME = "model-int8.onnx"  # an int8 twin sits beside its .keras model under this name
 _EXTRA = "pip install 'mnist-cnn[export]'"
 
@@ -25,11 +25,23 @@ def packaged_model() -> Path:
     return Path(str(resources.files("mnist_cnn") / "default" / "model.keras"))
 
 
+def resolve(path: Path, engine: str) -> str:
+    """The engine `auto` stands for with this model: its int8 twin if it has one, else Keras."""
+    if engine != "auto":
+        return engine
+    if path.suffix in (".onnx", ".tflite") or (path / "saved_model.pb").exists():
+        return path.suffix.lstrip(".") or "saved_model"
+    twin = (path if path.is_dir() else path.parent) / INT8_NAME
+    return "onnx-int8" if twin.exists() else "keras"
+
+
 def classifier(
-    model_path: str | Path | None = None, engine: str = "keras", threads: int = 0
+    model_path: str | Path | None = None, engine: str = "auto", threads: int = 0
 ) -> Classifier:
     """A Classifier for a .keras model (on `engine`), or for an exported model on its runtime.
 
+    engine="auto" (the default) runs the model's int8 twin where one sits beside it (the
+    packaged model has one: 2-3x faster, the same answers on 99.9% of MNIST test), else Keras.
     engine="onnx" exports a .keras model once, to a temporary file, when the classifier is
     made. engine="onnx-int8" runs the int8 twin written beside the model by `mnist-cnn export
     --format onnx-int8` (the packaged model ships with one): quantizing needs MNIST training
@@ -42,8 +54,9 @@ def classifier(
         raise MnistCnnError(f"unknown engine {engine!r}: use {', '.join(ENGINES)}")
     if path.suffix in (".onnx", ".tflite") or (path / "saved_model.pb").exists():
         return load_exported(path, threads)
+    twin = (path if path.is_dir() else path.parent) / INT8_NAME
+    engine = resolve(path, engine)
     if engine == "onnx-int8":
-        twin = (path if path.is_dir() else path.parent) / INT8_NAME
         if not twin.exists():
             raise MnistCnnError(
                 f"no int8 twin of {path} (looked for {twin}): write it once with "
@@ -81,6 +94,9 @@ def load_exported(path: str | Path, threads: int = 0) -> Classifier:
             return _saved_model(path)
     except ImportError as err:
         raise MnistCnnError(f"running {path.name} needs {err.name}: {_EXTRA}") from None
+    except Exception as err:  # a runtime's own error on a damaged or foreign file
+        why = f"{type(err).__name__}: {err}".splitlines()[0][:160]
+        raise MnistCnnError(f"cannot load {path} as a model ({why})") from None
     raise MnistCnnError(f"{path} is not an exported model (.onnx, .tflite or a SavedModel folder)")
 
 

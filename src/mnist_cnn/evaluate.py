@@ -115,8 +115,9 @@ def evaluate(
     metrics = {**(extra or {}), **score(probs, y_test), "params": int(model.count_params())}
     metrics["tta"] = tta
     pred = probs.argmax(axis=1)
-    plots.confusion(np.array(metrics["confusion_matrix"]), out_dir / "confusion.png")
-    plots.misclassified(x_test, y_test, pred, probs.max(axis=1), out_dir / "misclassified.png")
+    plots.save(plots.confusion(np.array(metrics["confusion_matrix"])), out_dir / "confusion.png")
+    wrong = plots.misclassified(x_test, y_test, pred, probs.max(axis=1))
+    plots.save(wrong, out_dir / "misclassified.png")
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
 

@@ -4,6 +4,7 @@ Keeping the scaling inside the model means a saved or exported model needs nothi
 package to be used: feed it the image as it is.
 """
 
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,6 +195,8 @@ def load(path: str | Path) -> keras.Model:
         raise MnistCnnError(f"no model at {path}: give a .keras file or a run folder holding one")
     if path.suffix != ".keras":
         raise MnistCnnError(f"{path} is not a .keras file: give a model saved by mnist-cnn")
+    if not zipfile.is_zipfile(path):
+        raise MnistCnnError(f"{path} is not a Keras model file (a .keras file is a zip archive)")
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as err:

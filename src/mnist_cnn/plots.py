@@ -1,28 +1,28 @@
-"""The three pictures of a run: learning curves, confusion matrix, misclassified digits."""
+"""The three pictures of a run: learning curves, confusion matrix, misclassified digits.
+
+Each function returns a matplotlib Figure, which a notebook shows inline; `save` writes one
+to a PNG. Figures are made without pyplot, so no backend is chosen here and none is needed to
+write files (a server or CI has no display).
+"""
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from mnist_cnn.artifacts import write_with
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    try:
-        return write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` to `path` as a PNG, atomically."""
+    return write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
-def curves(history: dict[str, list[float]], path: str | Path) -> Path:
+def curves(history: dict[str, list[float]]) -> Figure:
     """Loss and accuracy per epoch, training against validation, to spot over-fitting."""
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
         if key in history:
             ax.plot(epochs, history[key], "o-", label="train")
@@ -35,13 +35,14 @@ def curves(history: dict[str, list[float]], path: str | Path) -> Path:
     if "accuracy" in history or "val_accuracy" in history:
         axes[1].set_ylim(top=1.0)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def confusion(matrix: np.ndarray, path: str | Path, title: str = "Confusion matrix") -> Path:
+def confusion(matrix: np.ndarray, title: str = "Confusion matrix") -> Figure:
     """Counts of true (rows) against predicted (columns) digits; the diagonal is right."""
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(6.5, 6))
+    fig = Figure(figsize=(6.5, 6))
+    ax = fig.subplots()
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     ax.imshow(off, cmap="Reds")
@@ -57,7 +58,7 @@ def confusion(matrix: np.ndarray, path: str | Path, title: str = "Confusion matr
     ax.set_ylabel("true")
     ax.set_title(f"{title} (errors shaded)")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def misclassified(
@@ -65,15 +66,15 @@ def misclassified(
     true: np.ndarray,
     predicted: np.ndarray,
     confidence: np.ndarray,
-    path: str | Path,
     limit: int = 64,
-) -> Path:
+) -> Figure:
     """A grid of the test digits the model got wrong, most confident mistakes first."""
     wrong = np.flatnonzero(true != predicted)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
     cols = 8
     rows = max(1, int(np.ceil(len(wrong) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+    fig = Figure(figsize=(cols * 1.3, rows * 1.5))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong, strict=False):
@@ -84,4 +85,4 @@ def misclassified(
         f"{total} misclassified test digits" + (f" (first {limit})" if total > limit else "")
     )
     fig.tight_layout()
-    return _save(fig, path)
+    return fig

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnist_cnn.digits import ImageError, normalise, number_pieces, read_image
+from mnist_cnn import engines
+from mnist_cnn.digits import normalise, number_pieces, read_image, to_gray
 from mnist_cnn.engines import Classifier
+from mnist_cnn.errors import MnistCnnError
 
-MIN_CONFIDENCE = 0.95  # default "unsure" threshold: 1% of validation digits fall under it
+MIN_CONFIDENCE = 0.9  # the packaged model's "unsure" threshold (benchmarks/unsure_threshold.py)
 
 
 @dataclass
@@ -71,24 +73,52 @@ def predict_files(
     min_confidence: float = 0.0,
     show_input: str | Path | None = None,
 ) -> list[Prediction]:
-    """Normalise and classify each file; a bad file gets its error and the rest go on."""
-    results, batch = [], []
+    """Normalise and classify each file; a bad file gets its error and the rest go on.
+
+    show_input: a folder for the 28x28 each file became, as STEM.png (STEM-2.png and so on
+    when two files share a stem; long stems are shortened).
+    """
+    from mnist_cnn import artifacts
+
+    folder = artifacts.prepare_dir(show_input) if show_input is not None else None
+    results, batch, names = [], [], set()
     for path in paths:
         result = Prediction(file=str(path))
         results.append(result)
         try:
             digit = normalise(read_image(path))
-        except ImageError as err:
-            result.error = str(err)  # the path is in result.file
+        except Exception as err:  # one file's failure never costs the batch
+            result.error = _reason(err)  # the path is in result.file
             continue
         batch.append((result, digit))
-        if show_input is not None:
-            _save_input(digit, Path(show_input), Path(path))
+        if folder is not None:
+            name = _unique(Path(path).stem[:100] or "image", names)
+            try:
+                image = Image.fromarray(digit.round().astype(np.uint8))
+                artifacts.write_with(folder / f"{name}.png", lambda t, i=image: i.save(t, "PNG"))
+            except Exception as err:
+                result.error = f"read, but the 28x28 could not be saved: {_reason(err)}"
     if batch:
         probs = classify(np.stack([d for _, d in batch])[..., None])
         for (result, _), p in zip(batch, probs, strict=True):
             answer(p, min_confidence, result)
     return results
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    base, k = name, 1
+    while name in taken:
+        k += 1
+        name = f"{base}-{k}"
+    taken.add(name)
+    return name
+
+
+def _reason(err: Exception) -> str:
+    """An error as one line for a file's "error": ImageErrors say it all, others get a label."""
+    if isinstance(err, MnistCnnError):
+        return str(err)
+    return f"could not read this image ({type(err).__name__}: {err})"[:200]
 
 
 def answer(
@@ -113,14 +143,68 @@ def read_number_files(
         results.append(result)
         try:
             result.number, result.digits = read_number(read_image(path), classify, min_confidence)
-        except ImageError as err:
-            result.error = str(err)  # the path is in result.file
+        except Exception as err:  # one file's failure never costs the batch
+            result.error = _reason(err)  # the path is in result.file
     return results
 
 
-def _save_input(digit: np.ndarray, folder: Path, source: Path) -> None:
-    from mnist_cnn import artifacts
+# ------------------------------------------------------------------ the Python API
 
-    artifacts.prepare_dir(folder)
-    image = Image.fromarray(digit.round().astype(np.uint8))
-    artifacts.write_with(folder / f"{source.stem}.png", lambda tmp: image.save(tmp, "PNG"))
+
+@dataclass(frozen=True)
+class Digit:
+    """One digit as read: `digit` is None when the model is unsure (confidence under the
+    reader's threshold); `box` (x0, y0, x1, y1) locates it in a number's picture."""
+
+    digit: int | None
+    confidence: float
+    top3: list[tuple[int, float]]
+    unsure: bool
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Number:
+    """A written number as read: `text` has "?" for each unsure digit."""
+
+    text: str
+    digits: list[Digit]
+
+
+class DigitReader:
+    """Reads digits and numbers from pictures: a path, a file's bytes, a PIL image or an array.
+
+    With no model it runs the packaged model's int8 ONNX twin on ONNX Runtime, importing
+    neither TensorFlow nor Keras. `model` may be a run folder, a .keras file (Keras loads then)
+    or an exported .onnx / .tflite file; `engine` as for `engines.classifier`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        engine: str = "auto",
+        min_confidence: float = MIN_CONFIDENCE,
+    ):
+        self.classify = engines.classifier(model, engine)
+        self.min_confidence = min_confidence
+
+    def _digit(self, p: np.ndarray, box: tuple | None = None) -> Digit:
+        found = answer(p, self.min_confidence)
+        top3 = [(int(d), float(q)) for d, q in found.top3]
+        unsure = found.digit is None
+        return Digit(found.digit, float(found.confidence), top3, unsure, box)
+
+    def read_digit(self, image: "str | Path | bytes | Image.Image | np.ndarray") -> Digit:
+        """The one digit in `image` (any size, either polarity: it is normalised first)."""
+        seen = normalise(to_gray(image))
+        return self._digit(self.classify(seen[None, ..., None])[0])
+
+    def read_number(self, image: "str | Path | bytes | Image.Image | np.ndarray") -> Number:
+        """The digits written in a row in `image`, left to right."""
+        pieces = number_pieces(to_gray(image))
+        probs = self.classify(np.stack([seen for _, _, seen in pieces])[..., None])
+        found = [
+            self._digit(p, (cols.start, rows.start, cols.stop, rows.stop))
+            for p, (rows, cols, _) in zip(probs, pieces, strict=True)
+        ]
+        return Number("".join("?" if d.unsure else str(d.digit) for d in found), found)

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import gc
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from mnist_cnn import digits, engines, predict
 from mnist_cnn.digits import ImageError
@@ -37,6 +39,10 @@ from mnist_cnn.errors import MnistCnnError
 
 MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
 MAX_BATCH = 256  # most images one forward pass takes from the queue
+BODY_TIMEOUT = 10.0  # seconds a client may pause while sending its body: then 408
+HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive: then the connection closes
+IMAGE_SLOTS = max(1, os.cpu_count() or 1)  # images decoded and normalised at once, off the loop
+log = logging.getLogger("mnist_cnn.serve")
 STATIC = resources.files("mnist_cnn") / "static"
 
 
@@ -128,12 +134,18 @@ class LimitBody:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _too_large(self.limit)(scope, receive, send)
-        received = 0
+        received, complete = 0, False
 
         async def counted() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is in: later reads only wait for a disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_TIMEOUT)
+            except TimeoutError:
+                raise HTTPException(408, f"no body data for {BODY_TIMEOUT:.0f} s") from None
             received += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
             if received > self.limit:
                 raise HTTPException(413, f"request body over {self.limit} bytes")
             return message
@@ -151,9 +163,8 @@ def model_info(model_path: str | Path, engine: str) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    return {
+    return {  # no server paths: a client has no business knowing them
         "name": metrics.get("model", path.stem if path.is_file() else path.name),
-        "path": str(path),
         "engine": engine,
         "params": metrics.get("params"),
         "test_accuracy": metrics.get("test_accuracy"),
@@ -162,19 +173,26 @@ def model_info(model_path: str | Path, engine: str) -> dict[str, Any]:
 
 def create_app(
     model: str | Path | None = None,
-    engine: str = "keras",
+    engine: str = "auto",
     min_confidence: float | None = None,
     threads: int = 0,
 ) -> FastAPI:
     """The app for `mnist-cnn serve`; the model loads here, once, before any request."""
     path = Path(model) if model is not None else engines.packaged_model()
     served = Served(
-        info=model_info(path, engine),
+        info=model_info(path, engines.resolve(path, engine)),
         classify=engines.classifier(path, engine, threads),
         min_confidence=predict.MIN_CONFIDENCE if min_confidence is None else min_confidence,
     )
     served.info["min_confidence"] = served.min_confidence
     batcher = Batcher(served.classify)
+    image_slots = asyncio.Semaphore(IMAGE_SLOTS)
+
+    async def off_the_loop(work: Any, *args: Any) -> Any:
+        """Image work in a worker thread, IMAGE_SLOTS at a time: /healthz and JSON requests
+        keep being answered while hostile uploads are decoded."""
+        async with image_slots:
+            return await run_in_threadpool(work, *args)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -238,8 +256,8 @@ def create_app(
             digit = _pixels(await request.body())
             seen = None
         else:
-            gray = digits.read_image(await _image_bytes(request, content_type))
-            digit = await run_in_threadpool(digits.normalise, gray)
+            body = await _image_bytes(request, content_type)
+            digit = await off_the_loop(lambda b: digits.normalise(digits.read_image(b)), body)
             seen = digit
         p = (await batcher(digit[None, ..., None].astype(np.float32)))[0]
         answer = predict.answer(p, served.min_confidence)
@@ -258,8 +276,8 @@ def create_app(
     async def read_number_route(request: Request) -> dict[str, Any]:
         """Several digits in a row (multipart field `file`, or the body as image/*)."""
         content_type = request.headers.get("content-type", "")
-        gray = digits.read_image(await _image_bytes(request, content_type))
-        pieces = await run_in_threadpool(digits.number_pieces, gray)
+        body = await _image_bytes(request, content_type)
+        pieces = await off_the_loop(lambda b: digits.number_pieces(digits.read_image(b)), body)
         probs = await batcher(np.stack([seen for _, _, seen in pieces])[..., None])
         number, answers = predict.number_answer(pieces, probs, served.min_confidence)
         return {"number": number, "digits": answers}
@@ -267,6 +285,11 @@ def create_app(
     @app.exception_handler(ImageError)
     async def image_error(request: Request, err: ImageError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, err: ClientDisconnect) -> Response:
+        log.info("client left before its request was read: %s %s", request.method, request.url.path)
+        return Response(status_code=499)  # nobody is listening; nginx's code for this
 
     return app
 
@@ -315,7 +338,7 @@ def app_from_env() -> FastAPI:
     threshold = os.environ.get("MNIST_CNN_MIN_CONFIDENCE")
     return create_app(
         os.environ.get("MNIST_CNN_MODEL") or None,
-        os.environ.get("MNIST_CNN_ENGINE", "keras"),
+        os.environ.get("MNIST_CNN_ENGINE", "auto"),
         float(threshold) if threshold else None,
         int(os.environ.get("MNIST_CNN_THREADS", "0")),
     )
@@ -325,7 +348,7 @@ def serve(
     model: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    engine: str = "keras",
+    engine: str = "auto",
     min_confidence: float | None = None,
     workers: int = 1,
 ) -> None:
@@ -336,7 +359,7 @@ def serve(
 
     if workers == 1:
         app = create_app(model, engine, min_confidence)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, http=http_protocol(), **UVICORN)
         return
     if model is not None and not Path(model).exists():
         raise MnistCnnError(f"no model at {model}: give a .keras file, a run folder or an export")
@@ -402,7 +425,7 @@ def _worker(host: str, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(app_from_env, factory=True, log_level="warning", access_log=False)
+    config = uvicorn.Config(app_from_env, factory=True, http=http_protocol(), **UVICORN)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except MnistCnnError as err:  # e.g. no int8 twin beside the model: one line, no traceback
@@ -412,3 +435,44 @@ def _worker(host: str, port: int) -> None:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+UVICORN = {
+    "log_level": "warning",
+    "access_log": False,
+    "timeout_keep_alive": 5,  # an idle connection closes after 5 s
+    "h11_max_incomplete_event_size": 16 * 1024,  # headers larger than 16 KB are refused
+    "limit_concurrency": 1000,  # more connections at once get 503 instead of memory
+}
+
+
+def http_protocol() -> type:
+    """uvicorn's HTTP protocol, closing any connection whose request headers do not arrive
+    within HEADER_TIMEOUT (uvicorn times out idle connections only after a first response)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Guarded(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.heads = 0
+            self.arm()
+
+        def arm(self) -> None:
+            self.deadline = self.loop.call_later(HEADER_TIMEOUT, self.expire, self.heads)
+
+        def expire(self, heads_then: int) -> None:
+            busy = self.cycle is not None and not self.cycle.response_complete
+            if self.heads == heads_then and not busy:
+                self.transport.close()  # no new request head in time, and none in progress
+            elif not self.transport.is_closing():
+                self.arm()
+
+        def on_headers_complete(self) -> None:
+            self.heads += 1
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.deadline.cancel()
+            super().connection_lost(exc)
+
+    return Guarded

@@ -3,8 +3,10 @@
 import dataclasses
 import math
 import platform
+import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,19 @@ class EpochLog(keras.callbacks.Callback):
         artifacts.write_json(self.path, self.history)
 
 
+class DiskGuard(keras.callbacks.Callback):
+    """Stops training with one clear error when the disk cannot take the next checkpoint
+    (h5py crashes the process on a full disk); the last checkpoint stays, so --resume works."""
+
+    def __init__(self, run: Path, model: keras.Model):
+        super().__init__()
+        self.run = run
+        self.needed = 3 * 4 * model.count_params() + 8_000_000  # two copies, optimizer, slack
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        artifacts.check_room(self.run, self.needed)
+
+
 def environment() -> dict[str, str]:
     return {
         "keras": keras.__version__,
@@ -165,31 +180,69 @@ def environment() -> dict[str, str]:
     }
 
 
+@dataclass
+class TrainResult:
+    """What a run made: the model as saved (calibrated, float32), its per-epoch history, the
+    metrics also written to metrics.json, and the run folder."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    run: Path
+
+
 def train(
     cfg: TrainConfig,
     resume: bool = False,
     verbose: int | str = "auto",
     dataset: data.Dataset | None = None,
     probe: Probe | None = None,
-) -> dict[str, Any]:
-    """Train, save and evaluate one model; returns the metrics also written to metrics.json.
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train, save and evaluate one model into the run folder cfg.out.
 
     With resume=True the run folder's config.json is trusted and training continues from the
     last finished epoch (Keras' BackupAndRestore checkpoint, written after every epoch).
+    overwrite=True replaces a run already in the folder (a notebook cell run twice); without
+    it an existing run is never touched. `callbacks` go to Keras' fit after this package's.
     `dataset` skips loading (it must match cfg's split); `probe` is passed to EpochLog.
     """
-    run = Path(cfg.out)
     dist = distribute.strategy(cfg.strategy)  # first: collective ops must be set up early
-    if resume:
-        if not (run / "checkpoint").exists():
-            done = (run / "metrics.json").exists()
-            why = "it already finished" if done else "it has no checkpoint (no epoch finished)"
-            raise MnistCnnError(f"cannot resume {run}: {why}; start a new run with --out")
-    elif (run / "config.json").exists():
+    with artifacts.claim(cfg.out) as run:
+        if overwrite and not resume:
+            for old in run.iterdir():
+                if old.name != ".lock":
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+        result = _train(cfg, run, dist, resume, verbose, dataset, probe, callbacks or [])
+        shutil.rmtree(run / "checkpoint", ignore_errors=True)  # finished: nothing to resume
+    return result
+
+
+def _train(
+    cfg: TrainConfig,
+    run: Path,
+    dist: Any,
+    resume: bool,
+    verbose: int | str,
+    dataset: data.Dataset | None,
+    probe: Probe | None,
+    extra_callbacks: list[keras.callbacks.Callback],
+) -> TrainResult:
+    """train(), in a run folder this process holds. Every kill point leaves the run either
+    finished (metrics.json) or resumable: the checkpoint of the last finished epoch stays
+    until metrics.json is written, and a run with no finished epoch resumes from the start."""
+    if (run / "metrics.json").exists():
+        raise MnistCnnError(
+            f"{run} already holds a finished run (metrics.json): "
+            + ("nothing to resume" if resume else "choose another --out")
+        )
+    if (run / "config.json").exists() and not resume:
         raise MnistCnnError(
             f"{run} already holds a run: pass --resume {run} to continue it, or another --out"
         )
-    artifacts.prepare_dir(run)
+    if resume and not (run / "config.json").exists():
+        raise MnistCnnError(f"{run} holds no run to resume: start one with --out {run}")
     keras.utils.set_random_seed(cfg.seed)
     started = time.perf_counter()
     ds = dataset or data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
@@ -221,7 +274,10 @@ def train(
         model.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
     callbacks = [
         EpochLog(run / "history.json", probe),
-        keras.callbacks.BackupAndRestore(str(run / "checkpoint"), double_checkpoint=True),
+        DiskGuard(run, model),  # before the checkpoint: a full disk must not crash its writer
+        keras.callbacks.BackupAndRestore(
+            str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
+        ),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
     ]
     validation = (x_val, y_val) if len(y_val) else None
@@ -241,7 +297,7 @@ def train(
         **inputs,
         epochs=cfg.epochs,
         validation_data=validation,
-        callbacks=callbacks,
+        callbacks=callbacks + extra_callbacks,
         verbose=verbose,
     )
 
@@ -255,7 +311,7 @@ def train(
         calibration = calibrate.calibrate(model, ds.x_val, ds.y_val)
     artifacts.write_with(run / "model.keras", model.save)
     history = artifacts.read_json(run / "history.json")
-    plots.curves(history, run / "curves.png")
+    plots.save(plots.curves(history), run / "curves.png")
     best = int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None
     extra = {
         "model": cfg.model,
@@ -273,4 +329,5 @@ def train(
         **environment(),
     }
     saved = models.load(run / "model.keras")  # score what was written, exactly as users load it
-    return evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
+    metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
+    return TrainResult(saved, history, metrics, run)
