@@ -12,6 +12,7 @@ time and memory (RSS growth) per case. The test suite runs a short, fixed-seed v
 """
 
 import argparse
+import base64
 import io
 import json
 import resource
@@ -135,7 +136,14 @@ def fuzz(cases: int, seed: int, classify, client=None) -> dict:
                 for route in ("/api/predict", "/api/read-number"):
                     r = client.post(route, files={"file": (path.name, data, "image/png")})
                     if r.status_code >= 500:
-                        crashes.append({"case": case, "where": route, "status": r.status_code})
+                        crashes.append(
+                            {
+                                "case": case,
+                                "where": route,
+                                "status": r.status_code,
+                                "input_b64": base64.b64encode(data).decode()[:20000],
+                            }
+                        )
             worst_s = max(worst_s, time.perf_counter() - started)
             worst_rss = max(worst_rss, rss_mb() - start_rss)
             path.unlink()

@@ -77,3 +77,37 @@ def test_train_evaluate_predict_on_backend(backend, mnist_dir, small_run, tmp_pa
         here = evaluate.predict_proba(models.load(model_dir), ds.x_test)  # TensorFlow
         assert np.abs(there - here).max() < 1e-4
         assert np.array_equal(there.argmax(1), here.argmax(1))
+
+
+BLOCK_TENSORFLOW = """
+import importlib.abc, runpy, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):  # as if it were not installed
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTensorFlow())
+sys.argv = ["mnist-cnn", *sys.argv[1:]]
+runpy.run_module("mnist_cnn", run_name="__main__")
+"""
+
+
+def test_jax_trains_without_tensorflow(mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    log = mnist_cnn(
+        "jax",
+        "train",
+        "--model",
+        "fast",
+        "--data-dir",
+        str(mnist_dir),
+        "--out",
+        str(out),
+        *QUICK,
+        code=BLOCK_TENSORFLOW,
+    )
+    assert "no TensorBoard logs" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["test_accuracy"] > 0.85
+    assert not (out / "tensorboard").exists()

@@ -202,3 +202,17 @@ def test_deep_images_read_like_8_bit_ones(kind, test_digits):
         data = encoded(page.astype(np.float32) / 255, "TIFF")
     reference = digits.normalise(page)
     assert similarity(digits.normalise(digits.read_image(data)), reference) > 0.95
+
+
+def test_a_float_image_with_nan_and_infinities_reads_or_refuses_cleanly(test_digits):
+    """Found by the fuzzer: a float TIFF holding NaN made Otsu's threshold raise."""
+    x, _ = test_digits
+    page = (255 - place(x[5], 4, 20, 30, False)).astype(np.float32)
+    page[:5, :5] = np.nan
+    page[-3:, -3:] = np.inf
+    gray = digits.read_image(encoded(page, "TIFF"))
+    assert np.isfinite(gray).all()
+    digits.number_pieces(gray)  # no ValueError
+    nan_page = np.full((40, 40), np.nan, np.float32)
+    with pytest.raises(digits.ImageError):
+        digits.number_pieces(digits.read_image(encoded(nan_page, "TIFF")))

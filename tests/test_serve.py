@@ -444,3 +444,18 @@ def test_half_sent_headers_are_cut_off(small_run, monkeypatch):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_an_unexpected_failure_in_image_work_is_a_400_and_one_log_line(client, monkeypatch, caplog):
+    def broken(gray):
+        raise ValueError("All-NaN slice encountered")
+
+    monkeypatch.setattr(digits, "normalise", broken)
+    monkeypatch.setattr(digits, "number_pieces", broken)
+    page = png(np.full((60, 60), 255))
+    with caplog.at_level("WARNING", logger="mnist_cnn.serve"):
+        for route in ("/api/predict", "/api/read-number"):
+            r = client.post(route, files={"file": ("p.png", page, "image/png")})
+            assert r.status_code == 400 and "could not read this image" in r.json()["detail"]
+    lines = [r for r in caplog.records if r.name == "mnist_cnn.serve"]
+    assert len(lines) == 2 and all("ValueError" in r.message for r in lines)

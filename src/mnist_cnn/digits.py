@@ -93,7 +93,8 @@ def _gray(img: Image.Image) -> np.ndarray:
     if img.mode.startswith("I;16"):
         img = Image.fromarray(np.asarray(img, np.float32) / 257)
     elif img.mode in ("I", "F"):
-        a = np.asarray(img, np.float64)
+        with np.errstate(invalid="ignore"):  # NaN and infinities in a float image: ink-free
+            a = np.nan_to_num(np.asarray(img, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         lo, hi = float(a.min()), float(a.max())
         img = Image.fromarray(((a - lo) * (255 / (hi - lo) if hi > lo else 0)).astype(np.float32))
     elif img.mode != "L":
@@ -111,6 +112,8 @@ def _otsu(values: np.ndarray) -> float:
     total, total_mean = weight[-1], mean[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (total_mean * weight - mean * total) ** 2 / (weight * (total - weight))
+    if np.isnan(between).all():  # a single grey level: nothing to split
+        return float(edges[0])
     return float(edges[np.nanargmax(between)])
 
 

@@ -190,9 +190,17 @@ def create_app(
 
     async def off_the_loop(work: Any, *args: Any) -> Any:
         """Image work in a worker thread, IMAGE_SLOTS at a time: /healthz and JSON requests
-        keep being answered while hostile uploads are decoded."""
+        keep being answered while hostile uploads are decoded. A file that makes the image
+        code fail unexpectedly is still the file's fault to the client (400), and a bug to
+        the log (one line)."""
         async with image_slots:
-            return await run_in_threadpool(work, *args)
+            try:
+                return await run_in_threadpool(work, *args)
+            except ImageError:
+                raise
+            except Exception as err:
+                log.warning("image work failed: %s: %s", type(err).__name__, err)
+                raise ImageError(f"could not read this image ({type(err).__name__})") from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

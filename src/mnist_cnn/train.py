@@ -1,6 +1,7 @@
 """The training loop: config in, run folder out (model, history, metrics, plots, logs)."""
 
 import dataclasses
+import importlib.util
 import math
 import platform
 import shutil
@@ -171,6 +172,13 @@ class DiskGuard(keras.callbacks.Callback):
         artifacts.check_room(self.run, self.needed)
 
 
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def environment() -> dict[str, str]:
     return {
         "keras": keras.__version__,
@@ -278,8 +286,11 @@ def _train(
         keras.callbacks.BackupAndRestore(
             str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
         ),
-        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
     ]
+    if _have("tensorflow"):
+        callbacks.append(keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False))
+    elif verbose:
+        print("no TensorBoard logs: Keras writes them with TensorFlow, which is not installed")
     validation = (x_val, y_val) if len(y_val) else None
     aug = augment.Augment(
         **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(augment.Augment)}
