@@ -1,5 +1,6 @@
 """Fixtures shared by every test module."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,13 @@ from mnist_cnn import data, train
 # explore at random instead.)
 settings.register_profile("repeatable", derandomize=True)
 settings.load_profile("repeatable")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory):
+    """Corrections the tests send go to a folder of their own, never the user's data dir
+    (servers started in subprocesses inherit it too)."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
 
 
 @pytest.fixture(scope="session")

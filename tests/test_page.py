@@ -120,3 +120,30 @@ def test_clear_resets_the_page(page):
     page.click("#clear")
     assert page.text_content("#prediction") == "\u2013"
     assert page.text_content("#confidence") == ""
+
+
+def test_a_correction_from_the_page_is_stored_and_counted(page, server):
+    import json
+    import urllib.request
+
+    def total() -> int:
+        with urllib.request.urlopen(f"{server}/api/feedback/stats") as r:
+            return json.load(r)["total"]
+
+    before = total()
+    page.click("#clear")
+    assert page.is_hidden("#feedback")
+    draw(page, STROKES[7])
+    page.wait_for_function("document.getElementById('prediction').dataset.digit === '7'")
+    page.wait_for_selector("#feedback", state="visible")
+    page.click("#digits button[data-digit='1']")  # "wrong? it's a 1": the user's call
+    page.wait_for_function("document.getElementById('thanks').textContent.includes('stored')")
+    assert total() == before + 1
+    assert f"{before + 1} corrections" in page.text_content("#thanks")
+    page.click("#clear")  # the keyboard works too: Enter says "right"
+    draw(page, STROKES[0])
+    page.wait_for_function("document.getElementById('prediction').dataset.digit === '0'")
+    page.wait_for_selector("#feedback", state="visible")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('thanks').textContent.includes('stored')")
+    assert total() == before + 2

@@ -84,9 +84,9 @@ def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(
     calls = []
     generate = synth.generate
 
-    def spy(n, split, kind, scanned, seed):
+    def spy(n, split, kind, scanned, seed, only=None):
         calls.append(split)
-        return generate(n, split, kind, scanned, seed)
+        return generate(n, split, kind, scanned, seed, only)
 
     monkeypatch.setattr(synth, "generate", spy)
     monkeypatch.setattr(train, "SYNTHETIC_POOL", 600)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-CENTRE = 13.5  # the middle of a 28x28 image, in pixel coordinates
+from mnist_cnn.data import SIZE
+
+CENTRE = (SIZE - 1) / 2  # the middle of the image, in pixel coordinates
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def shift_batch(x: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarr
     s = int(shift)
     padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
     dy, dx = rng.integers(0, 2 * s + 1, size=(2, len(x)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (28, 28), axis=(1, 2))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (SIZE, SIZE), axis=(1, 2))
     return windows[np.arange(len(x)), dy, dx].transpose(0, 2, 3, 1)
 
 
@@ -90,12 +92,12 @@ def warp_batch(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndar
     from scipy import ndimage
 
     m = affine_matrices(len(x), rng, aug)
-    rows, cols = np.mgrid[0:28, 0:28].astype(np.float32)
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     out = np.empty_like(x)
     for i in range(len(x)):
         a0, a1, a2, b0, b1, b2 = m[i, :6]
         src_c, src_r = a0 * cols + a1 * rows + a2, b0 * cols + b1 * rows + b2
-        field = rng.uniform(-1, 1, (2, 28, 28))
+        field = rng.uniform(-1, 1, (2, SIZE, SIZE))
         dr, dc = (aug.elastic * ndimage.gaussian_filter(f, ELASTIC_SIGMA) for f in field)
         coords = np.stack([src_r + dr, src_c + dc])
         out[i, ..., 0] = ndimage.map_coordinates(x[i, ..., 0], coords, order=1, cval=0.0)

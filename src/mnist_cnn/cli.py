@@ -146,7 +146,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from mnist_cnn import serve
 
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops")
-    serve.serve(args.model, args.host, args.port, args.engine, args.min_confidence, args.workers)
+    db = None if args.no_feedback else (args.feedback_db or "default")
+    serve.serve(
+        args.model, args.host, args.port, args.engine, args.min_confidence, args.workers, db
+    )
 
 
 def serve_workers() -> int:
@@ -174,6 +177,58 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         default=MIN_CONFIDENCE,
         help=f"answer unsure (digit null) below this probability (default {MIN_CONFIDENCE})",
     )
+
+
+def cmd_feedback(args: argparse.Namespace) -> None:
+    from mnist_cnn import feedback
+
+    store = feedback.FeedbackStore(args.db)
+    if args.action == "stats":
+        found = store.stats()
+        if args.json:
+            print(json.dumps(found))
+        else:
+            per = "  ".join(f"{d}:{n}" for d, n in found["per_digit"].items())
+            print(
+                f"{found['total']} corrections ({found['model_was_wrong']} where the model "
+                f"was wrong) in {store.path}\nper digit  {per}"
+            )
+    elif args.action == "list":
+        rows = store.rows(args.limit)
+        if args.json:
+            print(json.dumps(rows))
+        for r in [] if args.json else rows:
+            when = datetime.fromtimestamp(r["created"]).isoformat(" ", "seconds")
+            print(f"{r['id']:>7}  {when}  label {r['label']}  model said {r['predicted']}")
+    elif args.action == "export":
+        if not args.out:
+            raise MnistCnnError("feedback export needs --out FILE.npz, or --out DIR --format idx")
+        print(f"wrote {feedback.export(store, args.out, args.format)}")
+    else:
+        print(f"deleted {store.clear()} corrections from {store.path}")
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from mnist_cnn import engines, train
+
+    model = args.model or engines.packaged_model()
+    result = train.finetune(
+        model,
+        args.feedback,
+        args.out,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        verbose="auto",
+    )
+    m = result.metrics
+    for when in ("before", "after"):
+        print(
+            f"{when}: held-out corrections {m[when]['corrections_held_out_accuracy']:.4f}  "
+            f"MNIST test {m[when]['mnist_test_accuracy']:.4f}"
+        )
+    print(f"fine-tuned in {m['train_seconds']:.1f} s; wrote {result.run}")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -270,7 +325,30 @@ def parser() -> argparse.ArgumentParser:
         default=serve_workers(),
         help=f"server processes, each with the model (default: one per core: {serve_workers()})",
     )
+    v.add_argument(
+        "--feedback-db", help="where users' corrections go (default: the user data dir's)"
+    )
+    v.add_argument("--no-feedback", action="store_true", help="no corrections: /api/feedback 404")
     v.set_defaults(func=cmd_serve)
+
+    f = sub.add_parser("feedback", help="the corrections users sent: stats, list, export, clear")
+    f.add_argument("action", choices=["stats", "list", "export", "clear"])
+    f.add_argument("--db", help="the corrections database (default: the user data dir's)")
+    f.add_argument("--json", action="store_true", help="JSON instead of text (stats, list)")
+    f.add_argument("--limit", type=POSITIVE, help="list: the newest N only")
+    f.add_argument("--out", help="export: a .npz file, or a folder with --format idx")
+    f.add_argument("--format", choices=["npz", "idx"], default="npz", help="export (npz)")
+    f.set_defaults(func=cmd_feedback)
+
+    u = sub.add_parser("finetune", help="teach a model the corrections users sent")
+    u.add_argument("--model", help="run folder or .keras file (default: the packaged model)")
+    u.add_argument("--feedback", help="the corrections database (default: the user data dir's)")
+    u.add_argument("--out", required=True, help="the new run folder")
+    u.add_argument("--steps", type=POSITIVE, default=150, help="batches of 64 (default 150)")
+    u.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-4, help="Adam's rate (default 3e-4)")
+    u.add_argument("--seed", type=int, default=0, help="seeds the split and batches (default 0)")
+    u.add_argument("--data-dir", help="MNIST, replayed and scored (or MNIST_DATA_DIR)")
+    u.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
     s.add_argument("--model", default="classic", help="recipe or architecture (classic)")

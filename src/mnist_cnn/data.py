@@ -464,3 +464,15 @@ def load(
     x_train, y_train = _limit("--train-limit", train_limit, x_train, y_train)
     x_test, y_test = _limit("--test-limit", test_limit, x_test, y_test)
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """An unsigned-byte array as an IDX file (gzipped when the name ends in .gz), atomically:
+    the format read_idx reads, so other MNIST tools read it too."""
+    from mnist_cnn import artifacts
+
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, _IDX_UBYTE, a.ndim]) + np.asarray(a.shape, ">u4").tobytes()
+    raw = header + a.tobytes()
+    content = gzip.compress(raw, mtime=0) if str(path).endswith(".gz") else raw
+    return artifacts.write_with(path, lambda tmp: Path(tmp).write_bytes(content))

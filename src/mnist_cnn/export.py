@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnist_cnn import artifacts
+from mnist_cnn.data import SIZE
 from mnist_cnn.errors import MnistCnnError
 
 if TYPE_CHECKING:  # Keras loads only when a model is exported, not for `mnist-cnn --help`
@@ -45,7 +46,7 @@ def export(
         with tempfile.TemporaryDirectory(prefix="mnist-cnn-int8-") as tmp:
             float_model = export(model, "onnx", Path(tmp) / "model.onnx")
             return artifacts.write_with(out, lambda t: quantize(float_model, t, calibration))
-    model(np.zeros((1, 28, 28, 1), "float32"))  # export needs a model that has been called
+    model(np.zeros((1, SIZE, SIZE, 1), "float32"))  # export needs a model that has been called
 
     def write(tmp: Path) -> None:
         model.export(str(tmp), format=_KERAS_FORMAT[fmt], verbose=False)

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mnist_cnn.artifacts import write_with
+from mnist_cnn.data import SIZE
 
 
 def save(fig: Figure, path: str | Path) -> Path:
@@ -78,7 +79,7 @@ def misclassified(
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong, strict=False):
-        ax.imshow(images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        ax.imshow(images[i].reshape(SIZE, SIZE), cmap="gray_r", vmin=0, vmax=255)
         ax.set_title(f"true {true[i]} / pred {predicted[i]}\np={confidence[i]:.2f}", fontsize=7)
     total = int((true != predicted).sum())
     fig.suptitle(

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -32,7 +33,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from mnist_cnn import digits, engines, predict
+from mnist_cnn import digits, engines, feedback, predict
+from mnist_cnn.data import NUM_CLASSES, SIZE
 from mnist_cnn.digits import ImageError
 from mnist_cnn.engines import Classifier
 from mnist_cnn.errors import MnistCnnError
@@ -42,7 +44,30 @@ MAX_BATCH = 256  # most images one forward pass takes from the queue
 BODY_TIMEOUT = 10.0  # seconds a client may pause while sending its body: then 408
 HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive: then the connection closes
 IMAGE_SLOTS = max(1, os.cpu_count() or 1)  # images decoded and normalised at once, off the loop
+FEEDBACK_PER_MINUTE = 60  # corrections one client may send in a minute
 log = logging.getLogger("mnist_cnn.serve")
+
+
+class RateLimit:
+    """At most `count` events per `window` seconds for each key (a client's address), in
+    memory, per process; the table of keys is bounded too."""
+
+    def __init__(self, count: int, window: float, max_keys: int = 10_000):
+        self.count, self.window, self.max_keys = count, window, max_keys
+        self.seen: dict[str, list[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        if len(self.seen) >= self.max_keys:  # forget the quiet ones
+            self.seen = {k: v for k, v in self.seen.items() if v and now - v[-1] < self.window}
+        recent = [t for t in self.seen.get(key, []) if now - t < self.window]
+        if len(recent) >= self.count:
+            self.seen[key] = recent
+            return False
+        self.seen[key] = [*recent, now]
+        return True
+
+
 STATIC = resources.files("mnist_cnn") / "static"
 
 
@@ -52,7 +77,7 @@ class Pixels(BaseModel):
     It documents the JSON body in /docs; requests are checked by `_pixels`, which is faster.
     """
 
-    pixels: list[list[float]] = Field(min_length=28, max_length=28)
+    pixels: list[list[float]] = Field(min_length=SIZE, max_length=SIZE)
 
 
 class Answer(BaseModel):
@@ -176,8 +201,14 @@ def create_app(
     engine: str = "auto",
     min_confidence: float | None = None,
     threads: int = 0,
+    feedback_db: str | Path | None = "default",
 ) -> FastAPI:
-    """The app for `mnist-cnn serve`; the model loads here, once, before any request."""
+    """The app for `mnist-cnn serve`; the model loads here, once, before any request.
+
+    feedback_db: where corrections go ("default": the user data dir's database; None: no
+    feedback routes)."""
+    if feedback_db == "default":
+        feedback_db = feedback.default_path()
     path = Path(model) if model is not None else engines.packaged_model()
     served = Served(
         info=model_info(path, engines.resolve(path, engine)),
@@ -234,6 +265,20 @@ def create_app(
             },
         }
     }
+    feedback_body = copy.deepcopy(image_body)
+    feedback_body["requestBody"]["content"]["application/json"] = {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "pixels": Pixels.model_json_schema()["properties"]["pixels"],
+                "label": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
+                "predicted": {"type": ["integer", "null"]},
+            },
+            "required": ["pixels", "label"],
+        }
+    }
+    multipart = feedback_body["requestBody"]["content"]["multipart/form-data"]["schema"]
+    multipart["properties"]["label"] = {"type": "integer"}
     pixels_body = copy.deepcopy(image_body)
     pixels_body["requestBody"]["content"]["application/json"] = {
         "schema": Pixels.model_json_schema()
@@ -280,6 +325,47 @@ def create_app(
             result["input"] = seen.round().astype(int).tolist()
         return Response(orjson.dumps(result), media_type="application/json")
 
+    if feedback_db is not None:  # (None: --no-feedback, and the routes are 404)
+        store = feedback.FeedbackStore(feedback_db)
+        limit = RateLimit(FEEDBACK_PER_MINUTE, 60.0)
+
+        @app.post("/api/feedback", status_code=201, openapi_extra=feedback_body)
+        async def feedback_route(request: Request) -> dict[str, int]:
+            """A correction: the digit the user really wrote. JSON {"pixels": 28x28, "label":
+            0-9, "predicted": 0-9 or null}, or multipart `file` (normalised like /api/predict)
+            with `label` (and `predicted`). Stores pixels and labels only."""
+            if not limit.allow(request.client.host if request.client else "?"):
+                raise HTTPException(429, f"at most {FEEDBACK_PER_MINUTE} corrections a minute")
+            content_type = request.headers.get("content-type", "")
+            if content_type.startswith("application/json"):
+                doc = _json(await request.body())
+                if not isinstance(doc, dict):
+                    raise HTTPException(422, "expected a JSON object with pixels and label")
+                digit = _pixel_rows(doc.get("pixels"))
+                label = _digit_field(doc.get("label"), "label", required=True)
+                predicted = _digit_field(doc.get("predicted"), "predicted", required=False)
+            elif content_type.startswith("multipart/form-data"):
+                form = await request.form()
+                label = _digit_field(form.get("label"), "label", required=True)
+                predicted = _digit_field(form.get("predicted"), "predicted", required=False)
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise HTTPException(422, "multipart body has no file field named 'file'")
+                body = await upload.read()
+                digit = await off_the_loop(lambda b: digits.normalise(digits.read_image(b)), body)
+            else:
+                raise HTTPException(415, "send JSON pixels and a label, or multipart file + label")
+            try:
+                found = await run_in_threadpool(store.add, digit, label, predicted)
+            except feedback.FeedbackError as err:
+                raise HTTPException(507 if "full" in str(err) else 503, str(err)) from None
+            return {"id": found, "total": (await run_in_threadpool(store.stats))["total"]}
+
+        @app.get("/api/feedback/stats")
+        async def feedback_stats() -> dict[str, Any]:
+            """How many corrections are stored: in all, per digit, and where the model was wrong."""
+            return await run_in_threadpool(store.stats)
+
     @app.post("/api/read-number", openapi_extra=image_body, response_model=NumberAnswer)
     async def read_number_route(request: Request) -> dict[str, Any]:
         """Several digits in a row (multipart field `file`, or the body as image/*)."""
@@ -322,19 +408,39 @@ def _pixels(body: bytes) -> np.ndarray:
     """JSON `pixels` as a 28x28 array, parsed by orjson and checked by numpy: this is the
     hottest path of the API, and this takes a third of the time a pydantic model took
     (34 against 100 us for one digit's body, measured on 2026-11-25)."""
+    doc = _json(body)
+    return _pixel_rows(doc.get("pixels") if isinstance(doc, dict) else None)
+
+
+def _json(body: bytes) -> Any:
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise HTTPException(400, f"body is not valid JSON: {err}") from None
-    rows = doc.get("pixels") if isinstance(doc, dict) else None
+
+
+def _digit_field(value: Any, name: str, required: bool) -> int | None:
+    """A label field: an integer 0-9 (as JSON or as a form's text), else 422."""
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < NUM_CLASSES:
+        raise HTTPException(422, f"{name}: expected a digit 0-{NUM_CLASSES - 1}")
+    return value
+
+
+def _pixel_rows(rows: Any) -> np.ndarray:
     try:
         x = np.array(rows, dtype=np.float32) if isinstance(rows, list) else None
     except (ValueError, TypeError):  # ragged rows, or values that are not numbers
         x = None
-    if x is None or x.ndim != 2 or len(x) != 28:
-        raise HTTPException(422, "expected {'pixels': 28 rows of 28 values}, 0 (paper) to 255")
-    if x.shape[1] != 28:
-        raise HTTPException(422, "pixels: each of the 28 rows must hold 28 values")
+    if x is None or x.ndim != 2 or len(x) != SIZE:
+        raise HTTPException(
+            422, f"expected {{'pixels': {SIZE} rows of {SIZE} values}}, 0 (paper) to 255"
+        )
+    if x.shape[1] != SIZE:
+        raise HTTPException(422, f"pixels: each of the {SIZE} rows must hold {SIZE} values")
     if not 0 <= x.min() <= x.max() <= 255:  # (orjson takes no NaN or Infinity)
         raise HTTPException(422, "pixels: values must lie between 0 and 255")
     return x
@@ -344,11 +450,13 @@ def app_from_env() -> FastAPI:
     """The app in each worker process of `serve(workers > 1)`, configured through the
     environment, which the spawned processes inherit."""
     threshold = os.environ.get("MNIST_CNN_MIN_CONFIDENCE")
+    db = os.environ.get("MNIST_CNN_FEEDBACK_DB", "default")
     return create_app(
         os.environ.get("MNIST_CNN_MODEL") or None,
         os.environ.get("MNIST_CNN_ENGINE", "auto"),
         float(threshold) if threshold else None,
         int(os.environ.get("MNIST_CNN_THREADS", "0")),
+        None if db == "" else db,
     )
 
 
@@ -359,6 +467,7 @@ def serve(
     engine: str = "auto",
     min_confidence: float | None = None,
     workers: int = 1,
+    feedback_db: str | Path | None = "default",
 ) -> None:
     """Run the app with uvicorn until interrupted; workers > 1 runs that many processes, each
     with its own copy of the model, sharing the port, and the cores: each process's runtime
@@ -366,13 +475,14 @@ def serve(
     import uvicorn
 
     if workers == 1:
-        app = create_app(model, engine, min_confidence)
+        app = create_app(model, engine, min_confidence, feedback_db=feedback_db)
         uvicorn.run(app, host=host, port=port, http=http_protocol(), **UVICORN)
         return
     if model is not None and not Path(model).exists():
         raise MnistCnnError(f"no model at {model}: give a .keras file, a run folder or an export")
     os.environ["MNIST_CNN_MODEL"] = str(model or "")
     os.environ["MNIST_CNN_ENGINE"] = engine
+    os.environ["MNIST_CNN_FEEDBACK_DB"] = "" if feedback_db is None else str(feedback_db)
     os.environ["MNIST_CNN_MIN_CONFIDENCE"] = "" if min_confidence is None else str(min_confidence)
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     os.environ["MNIST_CNN_THREADS"] = threads  # ONNX Runtime, LiteRT

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from mnist_cnn.data import SIZE
 from mnist_cnn.errors import MnistCnnError
 
 FONT_ROOT = Path("/usr/share/fonts")
@@ -290,9 +291,15 @@ class Digits:
     scanned: np.ndarray
 
 
-def _draw(split: str, kind: str, rng: np.random.Generator) -> Iterator[tuple[int, str, np.ndarray]]:
+def _draw(
+    split: str, kind: str, rng: np.random.Generator, only: tuple[str, ...] | None = None
+) -> Iterator[tuple[int, str, np.ndarray]]:
     """Endless (digit, source, ink) of one split and kind, digits 0-9 in turn."""
     families, styles = SPLITS[split]
+    if only is not None:  # one writer: some of the split's families, or all its styles
+        families = tuple(f for f in families if f in only)
+        if kind == "fonts" and not families:
+            raise ValueError(f"{only} holds no font family of the {split} split")
     files = font_files(families) if kind == "fonts" else {}
     by_digit = {d: [s for s in styles if s.startswith(f"{d}-")] for d in range(10)}
     digit = 0
@@ -309,16 +316,19 @@ def _draw(split: str, kind: str, rng: np.random.Generator) -> Iterator[tuple[int
         digit = (digit + 1) % 10
 
 
-def generate(n: int, split: str, kind: str, scanned: float, seed: int) -> Digits:
+def generate(
+    n: int, split: str, kind: str, scanned: float, seed: int, only: tuple[str, ...] | None = None
+) -> Digits:
     """n digits (0-9 in equal shares) of `split` ('train' or 'held_out') drawn from `kind`
-    ('fonts' or 'styles'); a share `scanned` of them as scans; normalised as predict does."""
+    ('fonts' or 'styles'); a share `scanned` of them as scans; normalised as predict does.
+    `only` keeps some font families of the split (one simulated writer, say)."""
     from mnist_cnn.digits import ImageError, normalise
 
     if split not in SPLITS or kind not in ("fonts", "styles"):
         raise ValueError(f"unknown split {split!r} or kind {kind!r}")
     rng = np.random.default_rng(seed)
     xs, ys, sources, scans = [], [], [], []
-    for digit, source, ink in _draw(split, kind, rng):
+    for digit, source, ink in _draw(split, kind, rng, only):
         if len(ys) == n:
             break
         scan = bool(rng.random() < scanned)
@@ -328,7 +338,7 @@ def generate(n: int, split: str, kind: str, scanned: float, seed: int) -> Digits
             continue
         ys.append(digit), sources.append(source), scans.append(scan)
     return Digits(
-        np.stack(xs) if xs else np.zeros((0, 28, 28), np.float32),
+        np.stack(xs) if xs else np.zeros((0, SIZE, SIZE), np.float32),
         np.array(ys, np.int64),
         np.array(sources),
         np.array(scans),

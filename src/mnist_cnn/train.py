@@ -342,3 +342,121 @@ def _train(
     saved = models.load(run / "model.keras")  # score what was written, exactly as users load it
     metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
     return TrainResult(saved, history, metrics, run)
+
+
+class Corrections(keras.utils.PyDataset):
+    """Fine-tuning batches: a quarter users' corrections (moved a little, afresh each time),
+    three quarters MNIST training digits replayed so that the model keeps what it knew."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        replay: data.Dataset,
+        steps: int,
+        batch_size: int,
+        seed: int,
+    ):
+        super().__init__()
+        self.x, self.y, self.replay, self.steps = x, y, replay, steps
+        self.batch_size, self.seed = batch_size, seed
+        self.aug = augment.Augment(shift=2, rotate=8, zoom=0.08, shear=8)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng((self.seed, i))
+        mine = self.batch_size // 4
+        pick = rng.integers(0, len(self.y), mine)
+        old = rng.integers(0, len(self.replay.y_train), self.batch_size - mine)
+        x = np.concatenate([augment.apply(self.x[pick], rng, self.aug), self.replay.x_train[old]])
+        y = np.concatenate([self.y[pick], self.replay.y_train[old]])
+        return x, keras.utils.to_categorical(y, NUM_CLASSES)
+
+
+def finetune(
+    model_path: str | Path,
+    feedback_db: str | Path | None,
+    out: str | Path,
+    steps: int = 150,
+    lr: float = 3e-4,
+    batch_size: int = 128,
+    holdout: float = 0.25,
+    seed: int = 0,
+    data_dir: str | None = None,
+    verbose: int | str = 0,
+) -> TrainResult:
+    """Teach a trained model the handwriting in a corrections database, into a new run folder.
+
+    A share `holdout` of the corrections (at least one) is kept aside to score the model before
+    and after; the rest are half of every batch, MNIST training digits the other half, so MNIST
+    accuracy holds. The run folder is a normal one: predict, serve and export take it.
+    """
+    from mnist_cnn import feedback
+
+    started = time.perf_counter()
+    store = feedback.FeedbackStore(feedback_db)  # None: the user data dir's
+    x, y, ids = store.arrays()
+    if len(y) < 10:
+        raise MnistCnnError(f"{store.path} holds {len(y)} corrections: fine-tuning needs 10")
+    with artifacts.claim(out) as run:
+        if (run / "config.json").exists():
+            raise MnistCnnError(f"{run} already holds a run: choose another --out")
+        keras.utils.set_random_seed(seed)
+        order = np.random.default_rng(seed).permutation(len(y))
+        held, used = (
+            order[: max(1, round(holdout * len(y)))],
+            order[max(1, round(holdout * len(y))) :],
+        )
+        ds = data.load(data_dir, val_size=0)
+        model = models.load(model_path)
+
+        def scores(m: keras.Model) -> dict[str, float]:
+            def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
+                return float((evaluate.predict_proba(m, images).argmax(1) == labels).mean())
+
+            return {
+                "corrections_held_out_accuracy": accuracy(x[held][..., None], y[held]),
+                "mnist_test_accuracy": accuracy(ds.x_test, ds.y_test),
+            }
+
+        before = scores(model)
+        config = {
+            "model": "finetune",
+            "source_model": str(Path(model_path).resolve()),
+            "feedback_db": str(store.path.resolve()),
+            "corrections": len(y),
+            "held_out_ids": sorted(int(i) for i in ids[held]),
+            "steps": steps,
+            "lr": lr,
+            "batch_size": batch_size,
+            "holdout": holdout,
+            "seed": seed,
+        }
+        artifacts.write_json(run / "config.json", config)
+        model.compile(  # label smoothing, as the recipes that ship models train
+            optimizer=keras.optimizers.Adam(lr),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        batches = Corrections(x[used][..., None], y[used], ds, steps, batch_size, seed)
+        fit_started = time.perf_counter()
+        fitted = model.fit(batches, epochs=1, verbose=verbose)
+        fit_seconds = time.perf_counter() - fit_started
+        artifacts.write_with(run / "model.keras", model.save)
+        history = {k: [float(v) for v in vs] for k, vs in fitted.history.items()}
+        history["epoch_seconds"] = [fit_seconds]
+        artifacts.write_json(run / "history.json", history)
+        plots.save(plots.curves(history), run / "curves.png")
+        saved = models.load(run / "model.keras")
+        extra = {
+            **config,
+            "before": before,
+            "after": scores(saved),
+            "train_seconds": round(fit_seconds, 3),
+            "finetune_seconds": round(time.perf_counter() - started, 3),
+            **environment(),
+        }
+        metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
+    return TrainResult(saved, history, metrics, run)

@@ -32,6 +32,8 @@ function clearPad() {
   status.textContent = "";
   rows.forEach((r) => show(r, 0, false));
   inked = false;
+  lastAnswer = null;
+  feedback.hidden = true;
 }
 
 function show(row, p, top) {
@@ -138,7 +140,54 @@ function render(answer) {
     image.data[i + 3] = 255;
   }));
   seen.putImageData(image, 0, 0);
+  lastAnswer = answer;
+  feedback.hidden = feedback.dataset.enabled !== "yes";
+  thanks.textContent = "";
 }
+
+// Corrections: the 28x28 the model saw and the digit it really is go to /api/feedback.
+const feedback = document.getElementById("feedback");
+const thanks = document.getElementById("thanks");
+let lastAnswer = null;
+for (let d = 0; d < 10; d++) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = d;
+  button.dataset.digit = d;
+  button.addEventListener("click", () => correct(d));
+  document.getElementById("digits").appendChild(button);
+}
+document.getElementById("right").addEventListener("click", () => {
+  if (lastAnswer && lastAnswer.digit !== null) correct(lastAnswer.digit);
+});
+document.addEventListener("keydown", (event) => {
+  if (feedback.hidden || !lastAnswer) return;
+  if (event.key >= "0" && event.key <= "9") correct(Number(event.key));
+  else if (event.key === "Enter" && lastAnswer.digit !== null) correct(lastAnswer.digit);
+});
+
+async function correct(label) {
+  const answer = lastAnswer;
+  if (!answer) return;
+  try {
+    const response = await fetch("/api/feedback", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ pixels: answer.input, label, predicted: answer.digit }),
+    });
+    const reply = await response.json();
+    thanks.textContent = response.ok
+      ? `thanks: ${reply.total} corrections stored`
+      : (reply.detail || `error ${response.status}`);
+    if (response.ok) lastAnswer = null;  // one correction per drawing
+  } catch (err) {
+    thanks.textContent = `not stored (${err})`;
+  }
+}
+
+fetch("/api/feedback/stats").then((r) => {
+  if (r.ok) feedback.dataset.enabled = "yes";
+}).catch(() => {});
 
 fetch("/api/model").then((r) => r.json()).then((m) => {
   const acc = m.test_accuracy ? `, ${(100 * m.test_accuracy).toFixed(2)}% on MNIST test` : "";

@@ -1,0 +1,215 @@
+"""Users' corrections: the SQLite store, the API, the CLI and fine-tuning on them."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mnist_cnn import cli, data, feedback, serve, synth, train
+from mnist_cnn.errors import MnistCnnError
+
+WRITER = """
+import sys, numpy as np
+from mnist_cnn import feedback
+store = feedback.FeedbackStore(sys.argv[1])
+x = np.full((28, 28), 200.0)
+for i in range(int(sys.argv[2])):
+    store.add(x, i % 10, None)
+    print(i, flush=True)
+"""
+
+
+def test_the_store_keeps_pixels_and_labels_and_counts_them(tmp_path):
+    store = feedback.FeedbackStore(tmp_path / "f.sqlite3")
+    x = np.arange(784, dtype=np.float32).reshape(28, 28) % 256
+    first = store.add(x, 3, predicted=5)
+    store.add(x, 3, predicted=3)
+    store.add(x, 7)
+    assert store.stats() == {
+        "total": 3,
+        "per_digit": {str(d): {3: 2, 7: 1}.get(d, 0) for d in range(10)},
+        "model_was_wrong": 1,
+    }
+    images, labels, ids = store.arrays()
+    assert images.shape == (3, 28, 28) and np.array_equal(images[0], x)
+    assert list(labels) == [3, 3, 7] and ids[0] == first
+    assert [r["label"] for r in store.rows()] == [7, 3, 3]  # newest first
+    for bad in [(x, 10, None), (x, 3, 12), (x[:5], 3, None), (np.full((28, 28), np.nan), 1, None)]:
+        with pytest.raises(feedback.FeedbackError):
+            store.add(*bad)
+    assert store.clear() == 3 and store.stats()["total"] == 0
+    with sqlite3.connect(store.path) as db:  # what is stored: no addresses, no files
+        columns = [r[1] for r in db.execute("PRAGMA table_info(corrections)")]
+    assert columns == ["id", "created", "label", "predicted", "pixels"]
+
+
+def test_a_full_store_and_a_newer_schema_say_so(tmp_path):
+    store = feedback.FeedbackStore(tmp_path / "f.sqlite3", max_rows=2)
+    for label in (1, 2):
+        store.add(np.zeros((28, 28)), label)
+    with pytest.raises(feedback.FeedbackError, match=r"full .*export and clear"):
+        store.add(np.zeros((28, 28)), 3)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(feedback.FeedbackError, match="newer mnist-cnn"):
+        feedback.FeedbackStore(store.path)
+    (tmp_path / "junk.sqlite3").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(feedback.FeedbackError, match="cannot use"):
+        feedback.FeedbackStore(tmp_path / "junk.sqlite3")
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    db = tmp_path / "f.sqlite3"
+    feedback.FeedbackStore(db)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(db), "150"], stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for p in procs:
+        assert p.wait(120) == 0
+    store = feedback.FeedbackStore(db)
+    _, _, ids = store.arrays()
+    assert store.stats()["total"] == 300 and len(set(ids)) == 300
+    assert store.integrity() == "ok"
+
+
+def test_kill_9_mid_write_leaves_a_whole_database(tmp_path):
+    db = tmp_path / "f.sqlite3"
+    feedback.FeedbackStore(db)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), "100000"], stdout=subprocess.PIPE, text=True
+    )
+    for _ in range(50):  # let it write for a while, then kill it wherever it is
+        proc.stdout.readline()
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    store = feedback.FeedbackStore(db)
+    assert store.integrity() == "ok"
+    images, labels, _ = store.arrays()
+    assert len(labels) >= 50 and images.shape == (len(labels), 28, 28)  # every row whole
+
+
+@pytest.fixture(scope="module")
+def app_client(small_run, tmp_path_factory):
+    db = tmp_path_factory.mktemp("fb") / "f.sqlite3"
+    app = serve.create_app(small_run[0], feedback_db=db)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c, db
+
+
+def test_the_api_stores_corrections_and_reports_stats(app_client, test_digits):
+    from test_serve import paper, png
+
+    client, db = app_client
+    x, y = test_digits
+    r = client.post("/api/feedback", json={"pixels": x[0].tolist(), "label": int(y[0])})
+    assert r.status_code == 201 and r.json()["id"] >= 1
+    files = {"file": ("d.png", png(paper(x[1])), "image/png")}
+    r = client.post("/api/feedback", files=files, data={"label": "4", "predicted": "9"})
+    assert r.status_code == 201, r.text
+    stats = client.get("/api/feedback/stats").json()
+    assert stats["total"] == r.json()["total"] >= 2 and stats["model_was_wrong"] >= 1
+    images, labels, _ = feedback.FeedbackStore(db).arrays()
+    assert labels[-1] == 4 and images[-1].max() > 200  # the normalised 28x28, not the upload
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"json": {"pixels": [[0] * 28] * 28, "label": 10}}, 422),
+        ({"json": {"pixels": [[0] * 28] * 28, "label": "seven"}}, 422),
+        ({"json": {"pixels": [[0] * 28] * 28, "label": True}}, 422),
+        ({"json": {"pixels": [[0] * 28] * 28}}, 422),
+        ({"json": {"pixels": [[0] * 27] * 28, "label": 1}}, 422),
+        ({"json": {"pixels": [[0] * 28] * 28, "label": 1, "predicted": 11}}, 422),
+        ({"json": [1, 2, 3]}, 422),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415),
+        ({"files": {"file": ("x.png", b"not an image", "image/png")}, "data": {"label": "1"}}, 400),
+        ({"files": {"other": ("x.png", b"x", "image/png")}, "data": {"label": "1"}}, 422),
+    ],
+)
+def test_bad_corrections_get_a_4xx_never_a_500(app_client, kwargs, status):
+    client, _ = app_client
+    r = client.post("/api/feedback", **kwargs)
+    assert r.status_code == status, r.text
+
+
+def test_a_client_sending_too_many_corrections_gets_429(small_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(serve, "FEEDBACK_PER_MINUTE", 3)
+    app = serve.create_app(small_run[0], feedback_db=tmp_path / "f.sqlite3")
+    body = {"pixels": [[0] * 28] * 28, "label": 1}
+    with TestClient(app) as c:
+        codes = [c.post("/api/feedback", json=body).status_code for _ in range(5)]
+    assert codes == [201, 201, 201, 429, 429]
+
+
+def test_no_feedback_means_no_routes(small_run):
+    app = serve.create_app(small_run[0], feedback_db=None)
+    with TestClient(app) as c:
+        assert (
+            c.post("/api/feedback", json={"pixels": [[0] * 28] * 28, "label": 1}).status_code == 404
+        )
+        assert c.get("/api/feedback/stats").status_code == 404
+
+
+def test_the_cli_shows_exports_and_clears_corrections(tmp_path, capsys):
+    db = tmp_path / "f.sqlite3"
+    store = feedback.FeedbackStore(db)
+    for label in (1, 1, 8):
+        store.add(np.full((28, 28), 30.0 * label), label, predicted=7)
+    assert cli.main(["feedback", "stats", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_digit"]["1"] == 2
+    assert cli.main(["feedback", "list", "--db", str(db), "--limit", "2"]) == 0
+    assert capsys.readouterr().out.count("label") == 2
+    assert cli.main(["feedback", "export", "--db", str(db), "--out", str(tmp_path / "c.npz")]) == 0
+    saved = np.load(tmp_path / "c.npz")
+    assert saved["x"].shape == (3, 28, 28) and list(saved["y"]) == [1, 1, 8]
+    out = tmp_path / "idx"
+    args = ["feedback", "export", "--db", str(db), "--out", str(out), "--format", "idx"]
+    assert cli.main(args) == 0
+    images = data.read_idx(out / "corrections-images-idx3-ubyte.gz")
+    assert images.shape == (3, 28, 28) and images[2, 0, 0] == 240
+    assert list(data.read_idx(out / "corrections-labels-idx1-ubyte.gz")) == [1, 1, 8]
+    assert cli.main(["feedback", "clear", "--db", str(db)]) == 0
+    assert "deleted 3" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
+    small_run, mnist_dir, tmp_path, capsys
+):
+    db = tmp_path / "f.sqlite3"
+    store = feedback.FeedbackStore(db)
+    made = synth.generate(60, "held_out", "fonts", 0.0, seed=5, only=("kristi",))
+    for x, label in zip(made.x, made.y, strict=True):
+        store.add(x, int(label))
+    out = tmp_path / "tuned"
+    args = ["finetune", "--model", str(small_run[0]), "--feedback", str(db), "--out", str(out)]
+    assert cli.main([*args, "--steps", "40", "--data-dir", str(mnist_dir)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    before, after = metrics["before"], metrics["after"]
+    assert after["corrections_held_out_accuracy"] >= before["corrections_held_out_accuracy"]
+    assert after["mnist_test_accuracy"] > 0.8  # MNIST replay: it still reads MNIST
+    history = json.loads((out / "history.json").read_text())
+    assert history["loss"][-1] < 2.0
+    for name in ("model.keras", "config.json", "curves.png", "confusion.png"):
+        assert (out / name).exists(), name
+    assert cli.main(["predict", "--model", str(out), str(tmp_path / "missing.png")]) == 1
+    with pytest.raises(MnistCnnError, match="already holds a run"):
+        train.finetune(small_run[0], db, out)  # never over a run
+    capsys.readouterr()
+
+
+def test_finetune_needs_some_corrections(small_run, tmp_path):
+    db = tmp_path / "f.sqlite3"
+    feedback.FeedbackStore(db).add(np.zeros((28, 28)), 1)
+    with pytest.raises(MnistCnnError, match="needs 10"):
+        train.finetune(small_run[0], db, tmp_path / "out")
