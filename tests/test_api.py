@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import paper
 from PIL import Image
 
 import mnist_cnn
@@ -14,17 +15,9 @@ from mnist_cnn import predict
 from mnist_cnn.errors import MnistCnnError
 
 
-def page_of(digit: np.ndarray, scale: int = 4) -> np.ndarray:
-    """An MNIST digit as a user's picture: dark ink on white paper, larger."""
-    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((28 * scale, 28 * scale)))
-    canvas = np.full((160, 180), 255, np.uint8)
-    canvas[20 : 20 + 28 * scale, 30 : 30 + 28 * scale] = 255 - big
-    return canvas
-
-
 def test_every_kind_of_image_reads_the_same(test_digits, tmp_path):
     x, y = test_digits
-    page = page_of(x[0])
+    page = paper(x[0])
     path = tmp_path / "d.png"
     Image.fromarray(page).save(path)
     answers = [
@@ -64,7 +57,7 @@ def test_bad_input_is_one_image_error(bad):
 def test_reading_imports_neither_tensorflow_nor_keras(test_digits, tmp_path):
     x, _ = test_digits
     path = tmp_path / "d.png"
-    Image.fromarray(page_of(x[1])).save(path)
+    Image.fromarray(paper(x[1])).save(path)
     code = (
         "import sys, mnist_cnn\n"
         f"answer = mnist_cnn.read_digit({str(path)!r})\n"
@@ -81,9 +74,9 @@ def test_reading_imports_neither_tensorflow_nor_keras(test_digits, tmp_path):
 def test_a_reader_for_another_model(small_run, test_digits):
     x, y = test_digits
     reader = mnist_cnn.DigitReader(model=small_run[0], min_confidence=0.0)
-    answers = [reader.read_digit(page_of(d)).digit for d in x[:20]]
+    answers = [reader.read_digit(paper(d)).digit for d in x[:20]]
     assert sum(a == t for a, t in zip(answers, y[:20], strict=True)) >= 17
-    assert not any(reader.read_digit(page_of(d)).unsure for d in x[:5])  # threshold 0
+    assert not any(reader.read_digit(paper(d)).unsure for d in x[:5])  # threshold 0
 
 
 def test_importing_plots_forces_no_matplotlib_backend():

@@ -1,28 +1,19 @@
 """Training-time augmentation: moves, warps, pens and scans, seeded and shape-keeping."""
 
 import numpy as np
+from helpers import blobs
 
 from mnist_cnn import augment, evaluate
 
 
-def digits(n: int = 32, seed: int = 0) -> np.ndarray:
-    """Blobs of 'ink' well inside a 28x28 frame: enough to see what a warp does."""
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, 28, 28, 1), "float32")
-    for i in range(n):
-        r, c = rng.integers(8, 16, 2)
-        x[i, r : r + 6, c : c + 4] = 255
-    return x
-
-
 def test_no_augmentation_changes_nothing():
-    x = digits()
+    x = blobs()
     assert not augment.Augment()
     assert augment.apply(x, np.random.default_rng(0), augment.Augment()) is x
 
 
 def test_identity_affine_map_returns_the_image():
-    x = digits()
+    x = blobs()
     m = augment.affine_matrices(len(x), np.random.default_rng(0), augment.Augment())
     assert np.allclose(m, [1, 0, 0, 0, 1, 0, 0, 0])
     out = augment.affine_batch(x, np.random.default_rng(0), augment.Augment(rotate=1e-9))
@@ -30,7 +21,7 @@ def test_identity_affine_map_returns_the_image():
 
 
 def test_augmentation_moves_ink_but_keeps_shape_range_and_mass():
-    x = digits(64)
+    x = blobs(64)
     aug = augment.Augment(shift=2.5, rotate=10, zoom=0.1, shear=10)
     out = augment.apply(x, np.random.default_rng(1), aug)
     assert out.shape == x.shape and out.dtype == np.float32
@@ -43,7 +34,7 @@ def test_augmentation_moves_ink_but_keeps_shape_range_and_mass():
 
 
 def test_elastic_warp_wobbles_ink_and_its_affine_part_matches_keras():
-    x = digits(32)
+    x = blobs(32)
     aug = augment.Augment(shift=2.5, rotate=10, zoom=0.1, shear=10)
     keras_way = augment.affine_batch(x, np.random.default_rng(5), aug)
     tiny = augment.Augment(2.5, 10, 0.1, 10, elastic=1e-9)
@@ -56,7 +47,7 @@ def test_elastic_warp_wobbles_ink_and_its_affine_part_matches_keras():
 
 
 def test_restyle_changes_pen_blur_and_noise_but_not_where_the_digit_is():
-    x = digits(200)
+    x = blobs(200)
     x[:, 10:12, 8:20] = 255  # a thin bar: thinning must not erase it
     mass = x.sum((1, 2, 3))
     bold = augment.apply(x, np.random.default_rng(3), augment.Augment(thickness=1.0))
@@ -75,7 +66,7 @@ def test_restyle_changes_pen_blur_and_noise_but_not_where_the_digit_is():
 
 
 def test_whole_pixel_shift_is_exact():
-    x = digits(16)
+    x = blobs(16)
     out = augment.apply(x, np.random.default_rng(2), augment.Augment(shift=2))
     for a, b in zip(x, out, strict=True):  # some shift in [-2, 2]^2 reproduces it exactly
         assert any(

@@ -2,22 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import overconfident
 
 from mnist_cnn import calibrate, data, evaluate, models
-
-
-def softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def overconfident(n=20_000, true_t=2.5, seed=0):
-    """Labels drawn from softmax(z / true_t), probabilities claimed as softmax(z)."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(0, 4, (n, 10))
-    truth = softmax(z / true_t)
-    y = np.array([rng.choice(10, p=p) for p in truth])
-    return softmax(z), y
 
 
 def test_fit_recovers_the_temperature_and_lowers_the_ece():

@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from helpers import place, row_of, similarity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -15,25 +16,6 @@ from mnist_cnn import digits
 def some_digits(test_digits):
     """A handful of real MNIST test digits for the property tests."""
     return test_digits[0][:20]
-
-
-def place(digit: np.ndarray, scale: float, top: int, left: int, invert: bool, size=(160, 200)):
-    """The digit resized by `scale` and put on a bigger canvas, maybe dark ink on white."""
-    side = max(8, round(28 * scale))
-    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((side, side)), np.float32)
-    canvas = np.zeros(size, np.float32)
-    top, left = min(top, size[0] - side), min(left, size[1] - side)
-    canvas[top : top + side, left : left + side] = big
-    return 255 - canvas if invert else canvas
-
-
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of two 28x28 images, allowing the half-pixel placement ambiguity of 1 px."""
-    return max(
-        float(np.corrcoef(np.roll(a, (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1])
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-    )
 
 
 def test_an_mnist_digit_stays_an_mnist_digit(test_digits):
@@ -73,22 +55,6 @@ def test_transparent_png_is_ink_on_white(test_digits, tmp_path):
     gray = digits.read_image(tmp_path / "t.png")
     assert gray[0, 0] == 255 and gray.min() < 50
     assert similarity(digits.normalise(gray), digits.normalise(x[0])) > 0.8
-
-
-def row_of(digits, gap: int, scale: int = 4) -> np.ndarray:
-    """Digits written in a row, dark on white, `gap` px of paper between their ink."""
-    tiles = []
-    for d in digits:
-        big = Image.fromarray(d.astype(np.uint8)).resize((28 * scale, 28 * scale))
-        tile = np.asarray(big, np.float32)
-        tiles.append(tile[:, tile.any(0)])
-    page = np.zeros((28 * scale + 40, sum(t.shape[1] for t in tiles) + gap * len(tiles) + 60))
-    col = 30
-    for tile in tiles:
-        area = page[20 : 20 + tile.shape[0], col : col + tile.shape[1]]
-        np.maximum(area, tile, out=area)
-        col += tile.shape[1] + gap
-    return (255 - page).astype(np.float32)
 
 
 def test_touching_digits_are_split_and_broken_ones_joined(test_digits):

@@ -4,22 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import blobs
 
 from mnist_cnn import cli, data, evaluate, models
 
 
-def digits(n: int = 32, seed: int = 0) -> np.ndarray:
-    """Blobs of 'ink' well inside a 28x28 frame: enough to see what a warp does."""
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, 28, 28, 1), "float32")
-    for i in range(n):
-        r, c = rng.integers(8, 16, 2)
-        x[i, r : r + 6, c : c + 4] = 255
-    return x
-
-
 def test_tta_shift_moves_pixels():
-    x = digits(2)
+    x = blobs(2)
     moved = evaluate.shift(x, 1, -1)
     assert np.array_equal(moved[:, 1:, :-1], x[:, :-1, 1:])
     assert not moved[:, 0].any() and not moved[:, :, -1].any()
@@ -44,20 +35,6 @@ def test_ensemble_is_the_mean_of_its_members(
     assert cli.main(["evaluate", str(out), "--test-limit", "300", "--tta"]) == 0
     scored = json.loads((out / "eval" / "metrics.json").read_text())
     assert scored["tta"] is True and 0 < scored["test_accuracy_without_tta"] <= 1
-
-
-def softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def overconfident(n=20_000, true_t=2.5, seed=0):
-    """Labels drawn from softmax(z / true_t), probabilities claimed as softmax(z)."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(0, 4, (n, 10))
-    truth = softmax(z / true_t)
-    y = np.array([rng.choice(10, p=p) for p in truth])
-    return softmax(z), y
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy():

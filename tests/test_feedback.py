@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers import paper, png
 
 from mnist_cnn import cli, data, feedback, serve, synth, train
 from mnist_cnn.errors import MnistCnnError
@@ -106,8 +107,6 @@ def app_client(small_run, tmp_path_factory):
 
 
 def test_the_api_stores_corrections_and_reports_stats(app_client, test_digits):
-    from test_serve import paper, png
-
     client, db = app_client
     x, y = test_digits
     r = client.post("/api/feedback", json={"pixels": x[0].tolist(), "label": int(y[0])})

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import blobs
 
 from mnist_cnn import models
 from mnist_cnn.errors import MnistCnnError
@@ -77,20 +78,10 @@ def test_fast_model_is_smaller_and_standardises_inside():
     np.testing.assert_allclose(out, [[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081]], rtol=1e-5)
 
 
-def digits(n: int = 32, seed: int = 0) -> np.ndarray:
-    """Blobs of 'ink' well inside a 28x28 frame: enough to see what a warp does."""
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, 28, 28, 1), "float32")
-    for i in range(n):
-        r, c = rng.integers(8, 16, 2)
-        x[i, r : r + 6, c : c + 4] = 255
-    return x
-
-
 def test_deep_model_has_no_randomness_at_inference(tmp_path):
     model = models.build("deep")
     assert model.count_params() == 326_826
-    x = digits(8)
+    x = blobs(8)
     a, b = np.asarray(model(x)), np.asarray(model(x))
     assert np.array_equal(a, b)  # dropout off, batch-norm on its moving statistics
     assert np.allclose(a.sum(1), 1, atol=1e-5)
@@ -104,6 +95,6 @@ def test_residual_model_keeps_full_resolution_and_adds_back_its_input():
     assert tuple(model.get_layer("res4").output.shape[1:]) == (4, 4, 128)
     adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
     assert len(adds) == 4
-    x = digits(8)
+    x = blobs(8)
     a, b = np.asarray(model(x)), np.asarray(model(x))
     assert np.array_equal(a, b) and np.allclose(a.sum(1), 1, atol=1e-5)

@@ -6,19 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import place, row_of
 from PIL import Image
 
 from mnist_cnn import cli, data, engines, export, models, predict
-
-
-def place(digit: np.ndarray, scale: float, top: int, left: int, invert: bool, size=(160, 200)):
-    """The digit resized by `scale` and put on a bigger canvas, maybe dark ink on white."""
-    side = max(8, round(28 * scale))
-    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((side, side)), np.float32)
-    canvas = np.zeros(size, np.float32)
-    top, left = min(top, size[0] - side), min(left, size[1] - side)
-    canvas[top : top + side, left : left + side] = big
-    return 255 - canvas if invert else canvas
 
 
 def test_rendered_digits_read_like_the_originals(small_run, test_digits, tmp_path):
@@ -134,22 +125,6 @@ def test_onnx_model_reads_files_too(small_run, test_digits, tmp_path):
     (a,) = predict.predict_files([path], engines.classifier(onnx))
     (b,) = predict.predict_files([path], engines.classifier(small_run[0]))
     assert a.digit == b.digit and abs(a.confidence - b.confidence) < 1e-4
-
-
-def row_of(digits, gap: int, scale: int = 4) -> np.ndarray:
-    """Digits written in a row, dark on white, `gap` px of paper between their ink."""
-    tiles = []
-    for d in digits:
-        big = Image.fromarray(d.astype(np.uint8)).resize((28 * scale, 28 * scale))
-        tile = np.asarray(big, np.float32)
-        tiles.append(tile[:, tile.any(0)])
-    page = np.zeros((28 * scale + 40, sum(t.shape[1] for t in tiles) + gap * len(tiles) + 60))
-    col = 30
-    for tile in tiles:
-        area = page[20 : 20 + tile.shape[0], col : col + tile.shape[1]]
-        np.maximum(area, tile, out=area)
-        col += tile.shape[1] + gap
-    return (255 - page).astype(np.float32)
 
 
 def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, tmp_path, capsys):

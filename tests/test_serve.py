@@ -1,7 +1,6 @@
 """The HTTP API: every route, every kind of bad request, and answers that match `predict`."""
 
 import asyncio
-import io
 import json
 import os
 import socket
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from helpers import paper, png
 
 from mnist_cnn import cli, digits, engines, serve
 
@@ -20,20 +19,6 @@ def client(small_run):
     app = serve.create_app(small_run[0] / "model.keras", min_confidence=0.5)
     with TestClient(app, raise_server_exceptions=False) as c:  # a bug shows up as a 500
         yield c
-
-
-def png(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(np.asarray(array).astype(np.uint8)).save(out, "PNG")
-    return out.getvalue()
-
-
-def paper(digit: np.ndarray, scale: int = 4) -> np.ndarray:
-    """An MNIST digit as a user would photograph it: dark ink on white paper, larger."""
-    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((28 * scale, 28 * scale)))
-    canvas = np.full((200, 260), 255, np.uint8)
-    canvas[40 : 40 + 28 * scale, 60 : 60 + 28 * scale] = 255 - big
-    return canvas
 
 
 def test_health_and_model_info(client, small_run):

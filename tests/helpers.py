@@ -1,0 +1,79 @@
+"""Test helpers shared by several test modules: made-up images and probabilities."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def blobs(n: int = 32, seed: int = 0) -> np.ndarray:
+    """Blobs of 'ink' well inside a 28x28 frame: enough to see what a warp does."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28, 1), "float32")
+    for i in range(n):
+        r, c = rng.integers(8, 16, 2)
+        x[i, r : r + 6, c : c + 4] = 255
+    return x
+
+
+def place(digit: np.ndarray, scale: float, top: int, left: int, invert: bool, size=(160, 200)):
+    """The digit resized by `scale` and put on a bigger canvas, maybe dark ink on white."""
+    side = max(8, round(28 * scale))
+    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((side, side)), np.float32)
+    canvas = np.zeros(size, np.float32)
+    top, left = min(top, size[0] - side), min(left, size[1] - side)
+    canvas[top : top + side, left : left + side] = big
+    return 255 - canvas if invert else canvas
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two 28x28 images, allowing the half-pixel placement ambiguity of 1 px."""
+    return max(
+        float(np.corrcoef(np.roll(a, (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1])
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+
+
+def row_of(digits, gap: int, scale: int = 4) -> np.ndarray:
+    """Digits written in a row, dark on white, `gap` px of paper between their ink."""
+    tiles = []
+    for d in digits:
+        big = Image.fromarray(d.astype(np.uint8)).resize((28 * scale, 28 * scale))
+        tile = np.asarray(big, np.float32)
+        tiles.append(tile[:, tile.any(0)])
+    page = np.zeros((28 * scale + 40, sum(t.shape[1] for t in tiles) + gap * len(tiles) + 60))
+    col = 30
+    for tile in tiles:
+        area = page[20 : 20 + tile.shape[0], col : col + tile.shape[1]]
+        np.maximum(area, tile, out=area)
+        col += tile.shape[1] + gap
+    return (255 - page).astype(np.float32)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def overconfident(n=20_000, true_t=2.5, seed=0):
+    """Labels drawn from softmax(z / true_t), probabilities claimed as softmax(z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 4, (n, 10))
+    truth = softmax(z / true_t)
+    y = np.array([rng.choice(10, p=p) for p in truth])
+    return softmax(z), y
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(array).astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def paper(digit: np.ndarray, scale: int = 4) -> np.ndarray:
+    """An MNIST digit as a user would photograph it: dark ink on white paper, larger."""
+    big = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((28 * scale, 28 * scale)))
+    canvas = np.full((200, 260), 255, np.uint8)
+    canvas[40 : 40 + 28 * scale, 60 : 60 + 28 * scale] = 255 - big
+    return canvas
