@@ -344,7 +344,7 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--model", help="run folder or .keras file (default: the packaged model)")
     u.add_argument("--feedback", help="the corrections database (default: the user data dir's)")
     u.add_argument("--out", required=True, help="the new run folder")
-    u.add_argument("--steps", type=POSITIVE, default=150, help="batches of 64 (default 150)")
+    u.add_argument("--steps", type=POSITIVE, default=200, help="batches of 128 (default 200)")
     u.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-4, help="Adam's rate (default 3e-4)")
     u.add_argument("--seed", type=int, default=0, help="seeds the split and batches (default 0)")
     u.add_argument("--data-dir", help="MNIST, replayed and scored (or MNIST_DATA_DIR)")
