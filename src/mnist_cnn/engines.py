@@ -25,14 +25,22 @@ def packaged_model() -> Path:
     return Path(str(resources.files("mnist_cnn") / "default" / "model.keras"))
 
 
+def _exported(path: Path) -> bool:
+    return path.suffix in (".onnx", ".tflite") or (path / "saved_model.pb").exists()
+
+
+def _twin(path: Path) -> Path:
+    """Where a .keras model's (or run folder's) int8 twin sits."""
+    return (path if path.is_dir() else path.parent) / INT8_NAME
+
+
 def resolve(path: Path, engine: str) -> str:
     """The engine `auto` stands for with this model: its int8 twin if it has one, else Keras."""
     if engine != "auto":
         return engine
-    if path.suffix in (".onnx", ".tflite") or (path / "saved_model.pb").exists():
+    if _exported(path):
         return path.suffix.lstrip(".") or "saved_model"
-    twin = (path if path.is_dir() else path.parent) / INT8_NAME
-    return "onnx-int8" if twin.exists() else "keras"
+    return "onnx-int8" if _twin(path).exists() else "keras"
 
 
 def classifier(
@@ -52,9 +60,9 @@ def classifier(
     path = Path(model_path) if model_path is not None else packaged_model()
     if engine not in ENGINES:
         raise MnistCnnError(f"unknown engine {engine!r}: use {', '.join(ENGINES)}")
-    if path.suffix in (".onnx", ".tflite") or (path / "saved_model.pb").exists():
+    if _exported(path):
         return load_exported(path, threads)
-    twin = (path if path.is_dir() else path.parent) / INT8_NAME
+    twin = _twin(path)
     engine = resolve(path, engine)
     if engine == "onnx-int8":
         if not twin.exists():

@@ -407,10 +407,8 @@ def finetune(
             raise MnistCnnError(f"{run} already holds a run: choose another --out")
         keras.utils.set_random_seed(seed)
         order = np.random.default_rng(seed).permutation(len(y))
-        held, used = (
-            order[: max(1, round(holdout * len(y)))],
-            order[max(1, round(holdout * len(y))) :],
-        )
+        kept = max(1, round(holdout * len(y)))  # corrections set aside to score with
+        held, used = order[:kept], order[kept:]
         ds = data.load(data_dir, val_size=0)
         model = models.load(model_path)
 
