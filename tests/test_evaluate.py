@@ -31,6 +31,10 @@ def test_ensemble_is_the_mean_of_its_members(
     assert metrics["test_size"] == 500 and len(metrics["member_test_accuracy"]) == 3
     assert (out / "misclassified.png").exists() and (out / "confusion.png").exists()
     assert "members:" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())  # how each member was trained
+    assert [m["config"]["seed"] for m in config["members"]] == [
+        json.loads((r / "config.json").read_text())["seed"] for r in runs
+    ]
     # the ensemble evaluates through the ordinary command, with and without TTA
     assert cli.main(["evaluate", str(out), "--test-limit", "300", "--tta"]) == 0
     scored = json.loads((out / "eval" / "metrics.json").read_text())

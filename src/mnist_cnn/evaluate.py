@@ -122,6 +122,17 @@ def evaluate(
     return metrics
 
 
+def _member(path: str | Path) -> dict[str, Any]:
+    """Where a member came from and, from its run folder, the recipe that made it: the
+    ensemble's config says how to train it again even once the member folders are gone."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    member: dict[str, Any] = {"path": str(path)}
+    if (folder / "config.json").is_file():
+        member["config"] = artifacts.read_json(folder / "config.json")
+    return member
+
+
 def ensemble(
     paths: list[str | Path],
     out: str | Path,
@@ -135,7 +146,7 @@ def ensemble(
     ds = data.load(data_dir, val_size=0, test_limit=test_limit)
     member_acc = [score(predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"] for m in members]
     artifacts.write_with(out / "model.keras", models.ensemble(members).save)
-    config = {"model": "ensemble", "members": [str(Path(p).resolve()) for p in paths]}
+    config = {"model": "ensemble", "members": [_member(p) for p in paths]}
     artifacts.write_json(out / "config.json", config)
     saved = models.load(out / "model.keras")  # score what was written, as users load it
     extra = {**config, "member_test_accuracy": member_acc}
