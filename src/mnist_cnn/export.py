@@ -54,7 +54,7 @@ def export(
     try:
         return (_replace_dir if fmt == "saved_model" else artifacts.write_with)(out, write)
     except ImportError as err:
-        raise MnistCnnError(f"export to {fmt} needs {err.name}: {_EXTRA}") from None
+        raise MnistCnnError(f"export to {fmt} needs {err.name or err}: {_EXTRA}") from None
 
 
 def quantize(onnx_model: Path, out: Path, calibration: np.ndarray, batch: int = 50) -> None:
