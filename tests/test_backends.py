@@ -27,9 +27,9 @@ np.save(sys.argv[3], evaluate.predict_proba(models.load(sys.argv[1]), x))
 """
 
 
-def mnist_cnn(backend: str, *args: str, code: str | None = None) -> str:
+def mnist_cnn(backend: str, *args: str, code: str | None = None, **env_vars: str) -> str:
     command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "mnist_cnn"]
-    env = {**os.environ, "KERAS_BACKEND": backend}
+    env = {**os.environ, "KERAS_BACKEND": backend, **env_vars}
     proc = subprocess.run(
         command if code else [*command, *args],
         env=env,
@@ -43,10 +43,14 @@ def mnist_cnn(backend: str, *args: str, code: str | None = None) -> str:
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_train_evaluate_predict_on_backend(backend, mnist_dir, small_run, tmp_path):
-    out = tmp_path / "run"
-    mnist_cnn(backend, "train", "--data-dir", str(mnist_dir), "--out", str(out), *QUICK)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    args = ("train", "--data-dir", str(mnist_dir), "--out", str(out), *QUICK)
+    mnist_cnn(backend, *args, XDG_CACHE_HOME=str(cache))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["backend"] == backend
+    # JAX keeps its compiled train step on disk for the next run; the others keep nothing
+    kept = list((cache / "mnist-cnn" / "jax").glob("*train_step*"))
+    assert bool(kept) == (backend == "jax"), kept
     assert metrics["test_accuracy"] > 0.85, metrics["test_accuracy"]
     for name in ("model.keras", "curves.png", "confusion.png", "misclassified.png"):
         assert (out / name).exists(), name

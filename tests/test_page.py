@@ -89,14 +89,22 @@ def draw(page, strokes) -> None:
         page.mouse.up()
 
 
+def settled(page, digit: int, timeout: float = 30_000) -> None:
+    """Wait for the page's answer to the whole drawing: answers to parts of it arrive while
+    the mouse moves, and one of them may already show the digit."""
+    page.wait_for_function(
+        "(() => { const p = document.getElementById('prediction');"
+        f" return p.getAttribute('aria-busy') === 'false' && p.dataset.digit === '{digit}'; }})()",
+        timeout=timeout,
+    )
+
+
 @pytest.mark.parametrize("digit", [1, 7, 0])
 def test_drawing_a_digit_shows_its_prediction(page, digit, tmp_path):
     page.click("#clear")
     assert page.text_content("#prediction") == "\u2013"
     draw(page, STROKES[digit])
-    page.wait_for_function(
-        f"document.getElementById('prediction').dataset.digit === '{digit}'", timeout=10_000
-    )
+    settled(page, digit, timeout=10_000)
     # the chart shows ten bars, the predicted one longest, and the 28x28 input is drawn
     widths = page.eval_on_selector_all("#bars .bar > div", "els => els.map(e => e.style.width)")
     values = [float(w.rstrip("%")) for w in widths]
@@ -116,7 +124,7 @@ def test_drawing_a_digit_shows_its_prediction(page, digit, tmp_path):
 def test_clear_resets_the_page(page):
     page.click("#clear")
     draw(page, STROKES[1])
-    page.wait_for_function("document.getElementById('prediction').dataset.digit === '1'")
+    settled(page, 1)
     page.click("#clear")
     assert page.text_content("#prediction") == "\u2013"
     assert page.text_content("#confidence") == ""
@@ -134,7 +142,7 @@ def test_a_correction_from_the_page_is_stored_and_counted(page, server):
     page.click("#clear")
     assert page.is_hidden("#feedback")
     draw(page, STROKES[7])
-    page.wait_for_function("document.getElementById('prediction').dataset.digit === '7'")
+    settled(page, 7)
     page.wait_for_selector("#feedback", state="visible")
     page.click("#digits button[data-digit='1']")  # "wrong? it's a 1": the user's call
     page.wait_for_function("document.getElementById('thanks').textContent.includes('stored')")
@@ -142,7 +150,7 @@ def test_a_correction_from_the_page_is_stored_and_counted(page, server):
     assert f"{before + 1} corrections" in page.text_content("#thanks")
     page.click("#clear")  # the keyboard works too: Enter says "right"
     draw(page, STROKES[0])
-    page.wait_for_function("document.getElementById('prediction').dataset.digit === '0'")
+    settled(page, 0)
     page.wait_for_selector("#feedback", state="visible")
     page.keyboard.press("Enter")
     page.wait_for_function("document.getElementById('thanks').textContent.includes('stored')")

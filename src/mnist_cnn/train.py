@@ -179,6 +179,19 @@ def _have(module: str) -> bool:
         return False
 
 
+def compile_cache() -> Path | None:
+    """On JAX, keep compiled XLA programs on disk ($XDG_CACHE_HOME/mnist-cnn/jax), so that a
+    later `train` of the same recipe skips the compile that dominates a short run. TensorFlow
+    and PyTorch keep nothing between processes; for them this does nothing."""
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    folder = data.cache_dir().parent / "jax"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return folder
+
+
 def environment() -> dict[str, str]:
     return {
         "keras": keras.__version__,
@@ -252,6 +265,7 @@ def _train(
     if resume and not (run / "config.json").exists():
         raise MnistCnnError(f"{run} holds no run to resume: start one with --out {run}")
     keras.utils.set_random_seed(cfg.seed)
+    compile_cache()
     started = time.perf_counter()
     ds = dataset or data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
     extra = None

@@ -91,13 +91,18 @@ document.getElementById("clear").addEventListener("click", clearPad);
 let inFlight = false;
 let dirty = false;
 
+// aria-busy is "true" from a change of the drawing until its answer is shown.
 function schedule() {
   dirty = true;
+  prediction.setAttribute("aria-busy", "true");
   if (!inFlight) send();
 }
 
 async function send() {
-  if (!dirty || !inked) return;
+  if (!dirty || !inked) {
+    prediction.setAttribute("aria-busy", "false");
+    return;
+  }
   dirty = false;
   inFlight = true;
   try {
@@ -118,6 +123,7 @@ async function send() {
   } finally {
     inFlight = false;
     if (dirty) setTimeout(send, 30);
+    else prediction.setAttribute("aria-busy", "false");
   }
 }
 
