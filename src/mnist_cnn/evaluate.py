@@ -149,5 +149,6 @@ def ensemble(
     config = {"model": "ensemble", "members": [_member(p) for p in paths]}
     artifacts.write_json(out / "config.json", config)
     saved = models.load(out / "model.keras")  # score what was written, as users load it
-    extra = {**config, "member_test_accuracy": member_acc}
+    members_at = [m["path"] for m in config["members"]]  # their recipes: config.json
+    extra = {"model": "ensemble", "members": members_at, "member_test_accuracy": member_acc}
     return evaluate(saved, ds.x_test, ds.y_test, out, extra)
