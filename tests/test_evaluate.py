@@ -41,6 +41,20 @@ def test_ensemble_is_the_mean_of_its_members(
     assert scored["tta"] is True and 0 < scored["test_accuracy_without_tta"] <= 1
 
 
+def test_an_unreadable_member_config_stops_the_ensemble_before_it_writes(
+    small_run, mnist_dir, tmp_path, capsys
+):
+    member = tmp_path / "member"
+    member.mkdir()
+    (member / "model.keras").write_bytes((small_run[0] / "model.keras").read_bytes())
+    (member / "config.json").write_text("{not json")
+    out = tmp_path / "ens"
+    code = cli.main(["ensemble", str(small_run[0]), str(member), "--out", str(out)])
+    assert code != 0
+    assert "config.json" in capsys.readouterr().err
+    assert not (out / "model.keras").exists() and not (out / "config.json").exists()
+
+
 def test_ece_is_zero_when_confidence_matches_accuracy():
     probs = np.tile([0.8] + [0.2 / 9] * 9, (1000, 1))
     y = np.r_[np.zeros(800, int), np.ones(200, int)]

@@ -143,10 +143,10 @@ def ensemble(
     and each member on the test set; returns the ensemble's metrics (members' too)."""
     out = artifacts.prepare_dir(out)
     members = [models.load(path) for path in paths]
+    config = {"model": "ensemble", "members": [_member(p) for p in paths]}  # before any writing
     ds = data.load(data_dir, val_size=0, test_limit=test_limit)
     member_acc = [score(predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"] for m in members]
     artifacts.write_with(out / "model.keras", models.ensemble(members).save)
-    config = {"model": "ensemble", "members": [_member(p) for p in paths]}
     artifacts.write_json(out / "config.json", config)
     saved = models.load(out / "model.keras")  # score what was written, as users load it
     members_at = [m["path"] for m in config["members"]]  # their recipes: config.json
