@@ -189,18 +189,30 @@ def _jitter(points: np.ndarray, rng: np.random.Generator, amount: float) -> np.n
     return points + noise
 
 
-def _shape(rng: np.random.Generator, slant: float = 0.4) -> np.ndarray:
+# How far a drawn digit may lean (x moves by slant * height) and how narrow it may be. Training
+# draws lean and narrow further than the evaluation sets: real hands slant more than most fonts.
+GEOMETRY = {
+    "train": {"font_slant": 0.4, "style_slant": 0.5, "narrowest": 0.5},
+    "held_out": {"font_slant": 0.25, "style_slant": 0.4, "narrowest": 0.65},
+}
+
+
+def _shape(rng: np.random.Generator, slant: float, narrowest: float) -> np.ndarray:
     """A random 2x2 map of the writing: width, slant (up to `slant`) and a small rotation."""
-    width = rng.uniform(0.65, 1.45)
+    width = rng.uniform(narrowest, 1.45)
     slant = rng.uniform(-slant, slant)  # x moves by slant * height, rightwards at the top
     theta = np.radians(rng.uniform(-12, 12))
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     return rot @ np.array([[width, -slant], [0.0, 1.0]])
 
 
-def draw_style(style: str, rng: np.random.Generator, height: int = 96) -> np.ndarray:
+def draw_style(
+    style: str, rng: np.random.Generator, height: int = 96, split: str = "held_out"
+) -> np.ndarray:
     """One digit in a writing style: bright ink on black, about `height` px tall, anti-aliased."""
-    m, pen = _shape(rng), height * rng.uniform(0.05, 0.14)
+    shape = GEOMETRY[split]
+    m = _shape(rng, shape["style_slant"], shape["narrowest"])
+    pen = height * rng.uniform(0.05, 0.14)
     wobble = rng.uniform(0.01, 0.04)  # how unsteady the hand is
     strokes = [
         (_jitter(np.asarray(s, float), rng, wobble) + rng.normal(0, wobble, 2) - 0.5) @ m.T
@@ -222,13 +234,16 @@ def draw_style(style: str, rng: np.random.Generator, height: int = 96) -> np.nda
     return np.asarray(canvas.reduce(2), np.float32)
 
 
-def draw_font(path: Path, digit: int, rng: np.random.Generator, height: int = 96) -> np.ndarray:
+def draw_font(
+    path: Path, digit: int, rng: np.random.Generator, height: int = 96, split: str = "held_out"
+) -> np.ndarray:
     """One digit of a font: bright ink on black, about `height` px tall, slanted and re-penned."""
     font = ImageFont.truetype(str(path), size=2 * height)
     canvas = Image.new("L", (4 * height, 4 * height), 0)
     ImageDraw.Draw(canvas).text((height, height // 2), str(digit), font=font, fill=255)
     canvas = canvas.crop(canvas.getbbox())
-    m = _shape(rng, slant=0.25)  # less than a pen's: many fonts already lean
+    shape = GEOMETRY[split]
+    m = _shape(rng, shape["font_slant"], shape["narrowest"])  # less than a pen's: fonts lean
     scale = height / canvas.height
     w, h = canvas.size
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], float) * scale @ m.T
@@ -308,11 +323,11 @@ def _draw(
         if kind == "fonts":
             family = families[int(rng.integers(len(families)))]
             path = files[family][int(rng.integers(len(files[family])))]
-            yield digit, family, draw_font(path, digit, rng, height)
+            yield digit, family, draw_font(path, digit, rng, height, split)
         else:
             choices = by_digit[digit]
             style = choices[int(rng.integers(len(choices)))]
-            yield digit, style, draw_style(style, rng, height)
+            yield digit, style, draw_style(style, rng, height, split)
         digit = (digit + 1) % 10
 
 
