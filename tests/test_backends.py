@@ -115,3 +115,26 @@ def test_jax_trains_without_tensorflow(mnist_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["test_accuracy"] > 0.85
     assert not (out / "tensorboard").exists()
+
+
+AUGMENT = """
+import keras, numpy as np
+from mnist_cnn import augment
+x = np.zeros((64, 28, 28, 1), "float32")
+x[:, 8:20, 12:16] = 255
+aug = augment.Augment(2.5, 10, 0.1, 10, elastic=20, thickness=0.5, blur=1, noise=9, scan=0.3)
+out = augment.apply(x, aug, seed=3)
+assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255.01
+assert np.array_equal(out, augment.apply(x, aug, seed=3)) and (out != x).any()
+inner = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+images = keras.Input((28, 28, 1))
+trainer = keras.Model(images, inner(augment.Augmentation(aug, 0)(images)))
+trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+trainer.fit(x, np.arange(64) % 10, batch_size=16, epochs=1, verbose=0)
+print("ok", float(out.sum() / x.sum()))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_augmentation_runs_in_the_train_step_on_backend(backend):
+    assert mnist_cnn(backend, code=AUGMENT).startswith("ok")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_cnn import augment, engines, synth, train
+from mnist_cnn import engines, synth, train
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -58,24 +58,6 @@ def test_missing_fonts_give_one_clear_error_naming_the_packages(monkeypatch, tmp
     monkeypatch.setattr(synth, "FONT_ROOT", tmp_path)
     with pytest.raises(MnistCnnError, match=r"apt-get install .*fonts-comic-neue"):
         synth.generate(10, "train", "fonts", 0.0, seed=0)
-
-
-def test_scan_augmentation_gives_blocky_binary_digits_and_is_seeded():
-    x = np.zeros((8, 28, 28, 1), np.float32)
-    x[:, 6:22, 12:16] = 255.0
-    aug = augment.Augment(scan=1.0)
-    out = augment.apply(x, np.random.default_rng(0), aug)
-    again = augment.apply(x, np.random.default_rng(0), aug)
-    assert np.array_equal(out, again) and out.shape == x.shape
-    assert not np.array_equal(out, x)
-    ratio = out.sum((1, 2, 3)) / x.sum((1, 2, 3))
-    assert np.all((ratio > 0.5) & (ratio < 2.0))  # the stroke survives the scan
-    # a scan off leaves the restyle's random draws, and so older recipes' runs, as they were
-    plain = augment.Augment(noise=20.0)
-    assert np.array_equal(
-        augment.apply(x, np.random.default_rng(1), plain),
-        augment.apply(x, np.random.default_rng(1), augment.Augment(noise=20.0, scan=0.0)),
-    )
 
 
 def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(

@@ -15,7 +15,7 @@ from mnist_cnn.digits import normalise, number_pieces, read_image, to_gray
 from mnist_cnn.engines import Classifier
 from mnist_cnn.errors import MnistCnnError
 
-MIN_CONFIDENCE = 0.85  # the packaged model's "unsure" threshold (benchmarks/unsure_threshold.py)
+MIN_CONFIDENCE = 0.9  # the packaged model's "unsure" threshold (benchmarks/unsure_threshold.py)
 
 
 @dataclass

@@ -52,10 +52,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
 
 
 class Batches(keras.utils.PyDataset):
-    """Shuffled training batches, augmented afresh every epoch as `aug` says (or not at all).
-
-    From epoch `clean_from` on (0-based), batches are the images as they are: a few closing
-    epochs on undistorted digits fit the model to digits as the test set has them.
+    """Shuffled training batches, in a new order every epoch, seeded by (run seed, epoch) so a
+    resumed run sees what it would have. Augmentation happens later, inside the train step.
 
     With `extra` (images, labels) and a `share` of it, that share of every batch is drawn at
     random from `extra` (the synthetic digits of other writers) and the rest is MNIST; an epoch
@@ -67,22 +65,19 @@ class Batches(keras.utils.PyDataset):
         x: np.ndarray,
         y: np.ndarray,
         batch_size: int,
-        aug: augment.Augment,
         seed: int,
-        clean_from: int | None = None,
         extra: tuple[np.ndarray, np.ndarray] | None = None,
         share: float = 0.0,
     ):
         super().__init__()
-        self.x, self.y, self.batch_size, self.aug, self.seed = x, y, batch_size, aug, seed
-        self.clean_from = clean_from
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.extra = extra
         self.drawn = round(share * batch_size) if extra is not None else 0
         self.taken = batch_size - self.drawn  # MNIST images per batch
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        """Shuffle and augment as epoch `epoch` does (also after a resume)."""
+        """Shuffle as epoch `epoch` does (also after a resume)."""
         self.epoch = epoch
         self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.y))
 
@@ -91,26 +86,40 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[i * self.taken : (i + 1) * self.taken]
-        rng = np.random.default_rng((self.seed, self.epoch, i))
         x, y = self.x[idx], self.y[idx]
         if self.drawn:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
             pick = rng.integers(0, len(self.extra[1]), self.drawn)
             x = np.concatenate([x, self.extra[0][pick]])
             y = np.concatenate([y, self.extra[1][pick]])
-        if self.clean_from is not None and self.epoch >= self.clean_from:
-            return x, y
-        return augment.apply(x, rng, self.aug), y
+        return x, y
 
 
 class EpochSync(keras.callbacks.Callback):
-    """Tells the batches which epoch is starting, so a resumed run goes on where it stopped."""
+    """Tells the batches and the augmentation which epoch is starting, so that a resumed run
+    goes on where it stopped: the batches' order, the augmentation's random stream (seeded by
+    run seed and epoch), and from epoch `clean_from` on (0-based) no augmentation at all, the
+    closing epochs on undistorted digits that fit the model to digits as the test set has them.
+    """
 
-    def __init__(self, batches: Batches):
+    def __init__(
+        self,
+        batches: Batches,
+        augmentation: augment.Augmentation | None = None,
+        clean_from: int | None = None,
+    ):
         super().__init__()
-        self.batches = batches
+        self.batches, self.augmentation, self.clean_from = batches, augmentation, clean_from
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.batches.set_epoch(epoch)
+        if self.augmentation is None:
+            return
+        self.augmentation.reseed(self.batches.seed, epoch)
+        enabled = self.clean_from is None or epoch < self.clean_from
+        if enabled != self.augmentation.enabled:
+            self.augmentation.enabled = enabled
+            self.model.make_train_function(force=True)  # trace the step anew, without it
 
 
 SYNTHETIC_POOL = 20_000  # synthetic digits made per run (1-2 minutes); batches draw from them
@@ -285,6 +294,9 @@ def _train(
         y_train, y_val = (keras.utils.to_categorical(y, NUM_CLASSES) for y in (y_train, y_val))
         if extra is not None:
             extra = (extra[0], keras.utils.to_categorical(extra[1], NUM_CLASSES))
+    aug = augment.Augment(
+        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(augment.Augment)}
+    )
     with distribute.scope(dist):  # variables made here are mirrored on every replica
         if cfg.label_smoothing:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
@@ -293,7 +305,13 @@ def _train(
             loss = keras.losses.SparseCategoricalCrossentropy()
             accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         model = models.build(cfg.architecture, cfg.precision)
-        model.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
+        # what fit trains: the model behind the augmentation layer, which saves nothing
+        augmentation = augment.Augmentation(aug, cfg.seed) if aug else None
+        trainer = model
+        if augmentation is not None:
+            images = keras.Input(model.input_shape[1:])
+            trainer = keras.Model(images, model(augmentation(images)), name="augmented")
+        trainer.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
     callbacks = [
         EpochLog(run / "history.json", probe),
         DiskGuard(run, model),  # before the checkpoint: a full disk must not crash its writer
@@ -306,19 +324,14 @@ def _train(
     elif verbose:
         print("no TensorBoard logs: Keras writes them with TensorFlow, which is not installed")
     validation = (x_val, y_val) if len(y_val) else None
-    aug = augment.Augment(
-        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(augment.Augment)}
-    )
     if aug or extra is not None:
         clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
-        batches = Batches(
-            x_train, y_train, batch_size, aug, cfg.seed, clean_from, extra, cfg.synthetic
-        )
+        batches = Batches(x_train, y_train, batch_size, cfg.seed, extra, cfg.synthetic)
         inputs = {"x": batches}
-        callbacks.append(EpochSync(batches))
+        callbacks.append(EpochSync(batches, augmentation, clean_from))
     else:
         inputs = {"x": x_train, "y": y_train, "batch_size": batch_size}
-    model.fit(
+    trainer.fit(
         **inputs,
         epochs=cfg.epochs,
         validation_data=validation,
@@ -374,7 +387,9 @@ class Corrections(keras.utils.PyDataset):
         super().__init__()
         self.x, self.y, self.replay, self.steps = x, y, replay, steps
         self.batch_size, self.seed = batch_size, seed
-        self.aug = augment.Augment(shift=2, rotate=8, zoom=0.08, shear=8)
+        self.augmentation = augment.Augmentation(
+            augment.Augment(shift=2, rotate=8, zoom=0.08, shear=8), seed
+        )
 
     def __len__(self) -> int:
         return self.steps
@@ -384,7 +399,8 @@ class Corrections(keras.utils.PyDataset):
         mine = self.batch_size // 8
         pick = rng.integers(0, len(self.y), mine)
         old = rng.integers(0, len(self.replay.y_train), self.batch_size - mine)
-        x = np.concatenate([augment.apply(self.x[pick], rng, self.aug), self.replay.x_train[old]])
+        moved = keras.ops.convert_to_numpy(self.augmentation(self.x[pick], training=True))
+        x = np.concatenate([moved, self.replay.x_train[old]])
         y = np.concatenate([self.y[pick], self.replay.y_train[old]])
         return x, keras.utils.to_categorical(y, NUM_CLASSES)
 
