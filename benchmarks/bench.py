@@ -57,12 +57,16 @@ def child(
 
     def probe(model: keras.Model) -> dict[str, float]:
         acc = float((evaluate.predict_proba(model, ds.x_test).argmax(1) == ds.y_test).mean())
-        if stop_at_target and acc >= TARGET:
-            model.stop_training = True
         return {"test_accuracy": acc}
 
+    class StopAtTarget(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if (logs or {}).get("test_accuracy", 0) >= TARGET:  # the probe's, just logged
+                self.model.stop_training = True
+
     cfg = train.make_config(recipe, seed=seed, out=str(out / "run"), epochs=max_epochs)
-    metrics = train.train(cfg, verbose=0, dataset=ds, probe=probe).metrics
+    stop = [StopAtTarget()] if stop_at_target else []
+    metrics = train.train(cfg, verbose=0, dataset=ds, probe=probe, callbacks=stop).metrics
     history = json.loads((out / "run" / "history.json").read_text())
     elapsed, time_to_target = 0.0, None
     for secs, acc in zip(history["epoch_seconds"], history["test_accuracy"], strict=True):

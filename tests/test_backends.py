@@ -138,3 +138,42 @@ print("ok", float(out.sum() / x.sum()))
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_augmentation_runs_in_the_train_step_on_backend(backend):
     assert mnist_cnn(backend, code=AUGMENT).startswith("ok")
+
+
+SCAN = """
+import keras, numpy as np
+from mnist_cnn import augment, models, train
+x = np.random.default_rng(0).uniform(0, 255, (100, 28, 28, 1)).astype("float32")
+y = np.arange(100) % 10
+weights, executions = [], []
+
+
+class Count(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        executions[-1] += 1
+
+
+for steps in (1, 7):  # step by step, then an epoch (6 batches of 16, one of 4) per call
+    keras.utils.set_random_seed(0)
+    executions.append(0)
+    aug = augment.Augmentation(augment.Augment(shift=2, rotate=10), 0)
+    net = models.build("fast")
+    indices = keras.Input((), dtype="int32")
+    outputs = net(aug(train.Pool(x)(indices)))
+    trainer = train.Trainer(indices, outputs, epoch_steps=steps, scan=True)  # on the CPU too
+    trainer.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=steps)
+    assert trainer.scans_epochs() == (steps > 1)
+    batches = train.Batches(np.arange(100), y, 16, seed=0)
+    sync = train.EpochSync(batches, aug, clean_from=2)  # the last epoch re-traced, unaugmented
+    trainer.fit(batches, epochs=3, verbose=0, callbacks=[sync, Count()])
+    weights.append(net.get_weights())
+assert executions == [21, 3], executions
+gap = max(float(np.abs(a - b).max()) for a, b in zip(*weights))
+assert gap < 1e-4, gap
+print("ok", gap)
+"""
+
+
+def test_jax_runs_each_epoch_as_one_scan_with_the_same_result():
+    """The scanned epoch is Keras' own train step, so it ends on the step-by-step weights."""
+    assert mnist_cnn("jax", code=SCAN).startswith("ok")

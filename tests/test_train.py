@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -185,20 +186,41 @@ def test_fast_recipe_reaches_98_8_percent_on_real_mnist(mnist_dir, tmp_path):
 
 
 def test_batches_keep_labels_with_their_images():
-    x = np.arange(300, dtype="float32")[:, None, None, None] * np.ones((1, 28, 28, 1), "float32")
-    y = np.arange(300)
-    batches = train.Batches(x, y, 64, seed=5)
+    index, y = np.arange(1000, 1300), np.arange(300) % 10  # a process's shard of the Pool
+    batches = train.Batches(index, y, 64, seed=5)
     assert len(batches) == 5
     seen = []
     for i in range(len(batches)):
-        bx, by = batches[i]
-        assert bx.shape[1:] == (28, 28, 1) and len(bx) == len(by)
-        assert np.array_equal(bx[:, 14, 14, 0], by.astype("float32"))
-        seen += list(by)
-    assert sorted(seen) == list(range(300))  # every image once per epoch
-    first = batches[0][1].copy()
+        idx, by = batches[i]
+        assert idx.dtype == np.int32 and len(idx) == len(by)
+        assert np.array_equal(y[idx - 1000], by)
+        seen += list(idx)
+    assert sorted(seen) == list(range(1000, 1300))  # every image once per epoch
+    first = batches[0][0].copy()
     batches.set_epoch(1)
-    assert not np.array_equal(first, batches[0][1])  # reshuffled
+    assert not np.array_equal(first, batches[0][0])  # reshuffled
+
+
+def test_the_pool_hands_the_train_step_its_images_and_saves_none(tmp_path):
+    """Only indices cross from the host; checkpoints and saved models hold no training data."""
+    x = np.random.default_rng(0).integers(0, 256, (50, 28, 28, 1)).astype("float32")
+    x[0, 0, 0, 0] = 12.3456  # synthetic digits' pixels are fractions
+    pool = train.Pool(x)
+    taken = keras.ops.convert_to_numpy(pool(np.array([3, 0, 49], np.int32)))
+    assert taken.dtype == np.float32 and np.array_equal(taken, x[[3, 0, 49]])
+    indices = keras.Input((), dtype="int32")
+    inner = models.build("fast")
+    trainer = keras.Model(indices, inner(pool(indices)))
+    trainer.compile("adam", "sparse_categorical_crossentropy")
+    trainer.fit(np.arange(50, dtype=np.int32), np.arange(50) % 10, batch_size=10, verbose=0)
+    trainer.save_weights(tmp_path / "trainer.weights.h5")
+    shapes = []
+    with h5py.File(tmp_path / "trainer.weights.h5") as f:
+        f.visititems(lambda name, item: shapes.append(getattr(item, "shape", None)))
+    assert (5, 5, 1, 16) in shapes  # the first conv's kernel is there
+    assert not any(s and s[0] == 50 and s[1:] == (28, 28, 1) for s in shapes)
+    again = keras.Model(indices, inner(train.Pool(x)(indices)))
+    again.load_weights(tmp_path / "trainer.weights.h5")  # as BackupAndRestore resumes
 
 
 def test_closing_clean_epochs_train_on_the_images_as_they_are(tmp_path):
@@ -212,11 +234,11 @@ def test_closing_clean_epochs_train_on_the_images_as_they_are(tmp_path):
         def call(self, images):
             return images
 
-    batches = train.Batches(x, y, 32, seed=1)
+    batches = train.Batches(np.arange(32), y, 32, seed=1)
     aug = augment.Augmentation(augment.Augment(rotate=20), seed=1)
     inner = models.build("fast")
-    images = keras.Input((28, 28, 1))
-    trainer = keras.Model(images, inner(Spy()(aug(images))))
+    indices = keras.Input((), dtype="int32")
+    trainer = keras.Model(indices, inner(Spy()(aug(train.Pool(x)(indices)))))
     trainer.compile(optimizer="adam", loss="categorical_crossentropy", run_eagerly=True)
 
     class Record(keras.callbacks.Callback):
@@ -244,14 +266,15 @@ def test_fit_fetches_each_epoch_after_the_batches_know_it(tmp_path):
 
     x = np.zeros((64, 28, 28, 1), "float32")
     y = keras.utils.to_categorical(np.arange(64) % 10, 10)
-    batches = Recording(x, y, 16, seed=0)
+    batches = Recording(np.arange(64), y, 16, seed=0)
     logged = []
 
     class Log(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             logged.append(batches.epoch)
 
-    model = models.build("fast")
+    indices = keras.Input((), dtype="int32")
+    model = keras.Model(indices, models.build("fast")(train.Pool(x)(indices)))
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     model.fit(batches, epochs=3, verbose=0, callbacks=[train.EpochSync(batches), Log()])
     assert logged == [0] * 4 + [1] * 4 + [2] * 4
@@ -279,15 +302,15 @@ def test_a_short_best_deep_run_learns(deep_run):
 
 
 def test_batches_mix_in_their_share_of_synthetic_digits():
-    x = np.zeros((300, 28, 28, 1), np.float32)  # MNIST stand-ins: black
-    extra = (np.full((50, 28, 28, 1), 255.0, np.float32), np.full(50, 7))  # white, all 7s
-    batches = train.Batches(x, np.zeros(300, int), 100, 0, extra, 0.2)
+    extra = (np.arange(300, 350), np.full(50, 7))  # the synthetic digits: all 7s
+    batches = train.Batches(np.arange(300), np.zeros(300, int), 100, 0, extra, 0.2)
     assert len(batches) == 4  # 80 MNIST images a batch: every one still seen once an epoch
     seen = 0
     for i in range(len(batches)):
-        bx, by = batches[i]
-        synthetic = bx[:, 0, 0, 0] == 255
+        idx, by = batches[i]
+        synthetic = idx >= 300
         assert synthetic.sum() == 20 and (by[synthetic] == 7).all() and (by[~synthetic] == 0).all()
+        assert idx.max() < 350
         seen += (~synthetic).sum()
     assert seen == 300
 

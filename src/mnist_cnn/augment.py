@@ -8,7 +8,7 @@ image as it is. Its draws come from a Keras SeedGenerator seeded by the run's se
 is part of the training checkpoint, so a run repeats and a resumed run goes on from there.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import keras
 import numpy as np
@@ -45,6 +45,11 @@ class Augment:
 
     def __bool__(self) -> bool:
         return self.warp or self.appearance
+
+    @classmethod
+    def from_config(cls, cfg: object) -> "Augment":
+        """The augmentation a training config (recipes.TrainConfig) asks for."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
 
 def _gaussian_matrix(sigma: float) -> np.ndarray:

@@ -51,18 +51,124 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
 
 
-class Batches(keras.utils.PyDataset):
-    """Shuffled training batches, in a new order every epoch, seeded by (run seed, epoch) so a
-    resumed run sees what it would have. Augmentation happens later, inside the train step.
+class Pool(keras.layers.Layer):
+    """The training images, kept where the model computes (a GPU's memory, or the CPU's).
 
-    With `extra` (images, labels) and a `share` of it, that share of every batch is drawn at
-    random from `extra` (the synthetic digits of other writers) and the rest is MNIST; an epoch
-    still goes through every MNIST image once, so it has 1 / (1 - share) times the batches.
+    Training moves them there once (MNIST's 60,000 digits take 188 MB as float32); its train
+    step is then given a batch of indices and takes the images from here, so no image crosses
+    from the host while training. A weight that checkpoints and saved models skip: it is data,
+    not something learned.
+    """
+
+    def __init__(self, images: np.ndarray, **kwargs):
+        super().__init__(dtype="float32", trainable=False, **kwargs)
+        pixels = np.asarray(images, np.float32)
+        self.images = self.add_weight(
+            shape=pixels.shape,
+            initializer=lambda shape, dtype: pixels,
+            dtype="float32",
+            trainable=False,
+            name="images",
+        )
+
+    def call(self, indices: object) -> object:
+        return keras.ops.take(self.images, indices, axis=0)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape, *self.images.shape[1:])
+
+    def save_own_variables(self, store: Any) -> None:
+        pass  # rebuilt from the data set on resume
+
+    def load_own_variables(self, store: Any) -> None:
+        pass
+
+
+class Trainer(keras.Model):
+    """What fit trains (indices in, the Pool's images, augmentation, the network); on a GPU
+    with JAX it runs each epoch as one compiled program.
+
+    With `epoch_steps` on JAX (without a multi-process distribution) a call of the train
+    function gets a whole epoch's batches of indices, stacks them and runs Keras' own train
+    step over them with `jax.lax.scan`: the host dispatches once an epoch instead of once a
+    step, which is what bounded short runs on a GPU (issue 19). A last, smaller batch runs as
+    one step of its own. `scan=None` does this on accelerators only: on the CPU, XLA runs the
+    scanned epoch about 4x slower than step by step (`fast`: 76-77 s against 16-19 s,
+    2026-11-27); True forces it (tests). Elsewhere it is a plain functional model.
     """
 
     def __init__(
         self,
-        x: np.ndarray,
+        inputs: Any,
+        outputs: Any,
+        epoch_steps: int = 1,
+        scan: bool | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.epoch_steps, self.scan = epoch_steps, scan
+
+    def scans_epochs(self) -> bool:
+        if self.epoch_steps < 2 or keras.backend.backend() != "jax" or self.scan is False:
+            return False
+        import jax
+
+        on_device = self.scan or jax.default_backend() != "cpu"
+        return on_device and keras.distribution.distribution() is None and not self.run_eagerly
+
+    def make_train_function(self, force: bool = False) -> Any:
+        if not self.scans_epochs():
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        import itertools
+
+        import jax
+
+        def train_epoch(state: Any, stacked: Any) -> Any:
+            def body(state: Any, batch: Any) -> Any:
+                logs, state = self.train_step(state, batch)
+                return state, logs
+
+            state, logs = jax.lax.scan(body, state, stacked)
+            return jax.tree.map(lambda v: v[-1], logs), state
+
+        many = jax.jit(train_epoch, donate_argnums=0)
+        one = jax.jit(self.train_step, donate_argnums=0)
+
+        def train_function(state: Any, iterator: Any) -> Any:
+            batches = list(itertools.islice(iterator, self.steps_per_execution))
+            if not batches:
+                raise StopIteration
+            logs = None
+            shape = lambda b: [np.shape(v) for v in jax.tree.leaves(b)]  # noqa: E731
+            for _, run in itertools.groupby(batches, key=lambda b: str(shape(b))):
+                run = list(run)
+                if len(run) == 1:
+                    logs, state = one(state, run[0])
+                else:
+                    stacked = jax.tree.map(lambda *v: jax.numpy.stack(v), *run)
+                    logs, state = many(state, stacked)
+            return logs, state
+
+        self.train_function = train_function
+        return train_function
+
+
+class Batches(keras.utils.PyDataset):
+    """Each training batch as the indices of its images in the Pool, and their labels; a new
+    order every epoch, seeded by (run seed, epoch), so a resumed run sees what it would have.
+    Images are taken and augmented later, inside the train step.
+
+    `index` holds the Pool indices of the MNIST digits to train on (labels `y`). With `extra`
+    (Pool indices and labels of the synthetic digits of other writers) and a `share` of it,
+    that share of every batch is drawn from them at random and the rest is MNIST; an epoch
+    still goes through every MNIST digit once, so it has 1 / (1 - share) times the batches.
+    """
+
+    def __init__(
+        self,
+        index: np.ndarray,
         y: np.ndarray,
         batch_size: int,
         seed: int,
@@ -70,7 +176,7 @@ class Batches(keras.utils.PyDataset):
         share: float = 0.0,
     ):
         super().__init__()
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.index, self.y, self.batch_size, self.seed = index, y, batch_size, seed
         self.extra = extra
         self.drawn = round(share * batch_size) if extra is not None else 0
         self.taken = batch_size - self.drawn  # MNIST images per batch
@@ -85,14 +191,14 @@ class Batches(keras.utils.PyDataset):
         return math.ceil(len(self.y) / self.taken)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[i * self.taken : (i + 1) * self.taken]
-        x, y = self.x[idx], self.y[idx]
+        at = self.order[i * self.taken : (i + 1) * self.taken]
+        index, y = self.index[at], self.y[at]
         if self.drawn:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             pick = rng.integers(0, len(self.extra[1]), self.drawn)
-            x = np.concatenate([x, self.extra[0][pick]])
+            index = np.concatenate([index, self.extra[0][pick]])
             y = np.concatenate([y, self.extra[1][pick]])
-        return x, y
+        return index.astype(np.int32), y
 
 
 class EpochSync(keras.callbacks.Callback):
@@ -133,14 +239,17 @@ class EpochLog(keras.callbacks.Callback):
     epoch_seconds is time spent training; the validation pass Keras runs at the end of each
     epoch is timed apart (val_seconds), so train_seconds measures training alone.
 
-    `probe(model)`, if given, adds values to each epoch's row after the epoch's clock has
-    stopped (the benchmark uses it to log test accuracy per epoch without timing it).
+    `probe(network)`, if given, adds values to each epoch's row after the epoch's clock has
+    stopped, and to the epoch's logs that later callbacks see (the benchmark logs test accuracy
+    per epoch this way, untimed, and stops at a target). `network` is the model being trained
+    (images in, probabilities out), which fit may be training behind the Pool and augmentation.
     """
 
-    def __init__(self, path: Path, probe: Probe | None = None):
+    def __init__(self, path: Path, probe: Probe | None = None, network: keras.Model | None = None):
         super().__init__()
         self.path = path
         self.probe = probe
+        self.network = network
         self.history: dict[str, list[float]] | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -162,7 +271,10 @@ class EpochLog(keras.callbacks.Callback):
         row = {**{k: float(v) for k, v in (logs or {}).items()}, "epoch_seconds": seconds, "lr": lr}
         row["val_seconds"] = self.val_seconds
         if self.probe is not None:
-            row.update(self.probe(self.model))
+            probed = self.probe(self.network or self.model)
+            row.update(probed)
+            if logs is not None:
+                logs.update(probed)
         for key, value in row.items():
             self.history.setdefault(key, []).append(value)
         artifacts.write_json(self.path, self.history)
@@ -279,24 +391,27 @@ def _train(
     ds = dataset or data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
     extra = None
     if cfg.synthetic:  # digits by other writers, from the training fonts and styles only
-        made = synth.training_digits(SYNTHETIC_POOL, cfg.seed)
-        extra = (made.x[..., None], made.y)
+        extra = synth.training_digits(SYNTHETIC_POOL, cfg.seed)
     load_seconds = time.perf_counter() - started
     # only now, so that a run stopped by bad data or missing fonts can simply be started again
     artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
 
-    # under multiworker each process trains on its own shard, with its share of each batch
-    x_train, y_train = distribute.shard(ds.x_train, ds.y_train)
-    x_val, y_val = distribute.shard(ds.x_val, ds.y_val)
+    # The Pool's images, the same in every process: MNIST's training digits, the synthetic
+    # ones, validation's. Under multiworker each process trains on its own shard of the
+    # indices, with its share of each batch.
+    pooled = [ds.x_train] + ([extra.x[..., None]] if extra is not None else []) + [ds.x_val]
+    starts = np.cumsum([0] + [len(x) for x in pooled])
+    train_index, y_train = distribute.shard(np.arange(starts[0], starts[1]), ds.y_train)
+    val_index, y_val = distribute.shard(np.arange(starts[-2], starts[-1]), ds.y_val)
+    if extra is not None:
+        extra = (np.arange(starts[1], starts[2]), extra.y)
     batch_size = cfg.batch_size // distribute.processes()[1]
     steps = math.ceil(len(y_train) / (batch_size - round(cfg.synthetic * batch_size)))
     if cfg.label_smoothing:  # Keras smooths one-hot targets only
         y_train, y_val = (keras.utils.to_categorical(y, NUM_CLASSES) for y in (y_train, y_val))
         if extra is not None:
             extra = (extra[0], keras.utils.to_categorical(extra[1], NUM_CLASSES))
-    aug = augment.Augment(
-        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(augment.Augment)}
-    )
+    aug = augment.Augment.from_config(cfg)
     with distribute.scope(dist):  # variables made here are mirrored on every replica
         if cfg.label_smoothing:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
@@ -305,15 +420,23 @@ def _train(
             loss = keras.losses.SparseCategoricalCrossentropy()
             accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         model = models.build(cfg.architecture, cfg.precision)
-        # what fit trains: the model behind the augmentation layer, which saves nothing
+        # what fit trains: indices in, the images taken from the Pool on the device, augmented
+        # there, then the model; only `model` is saved
         augmentation = augment.Augmentation(aug, cfg.seed) if aug else None
-        trainer = model
+        indices = keras.Input((), dtype="int32")
+        images = Pool(np.concatenate(pooled))(indices)
         if augmentation is not None:
-            images = keras.Input(model.input_shape[1:])
-            trainer = keras.Model(images, model(augmentation(images)), name="augmented")
-        trainer.compile(optimizer=make_optimizer(cfg, steps), loss=loss, metrics=[accuracy])
+            images = augmentation(images)
+        trainer = Trainer(indices, model(images), epoch_steps=steps, name="trainer")
+        trainer.compile(
+            optimizer=make_optimizer(cfg, steps),
+            loss=loss,
+            metrics=[accuracy],
+            steps_per_execution=steps if trainer.scans_epochs() else 1,
+        )
+    del pooled
     callbacks = [
-        EpochLog(run / "history.json", probe),
+        EpochLog(run / "history.json", probe, model),
         DiskGuard(run, model),  # before the checkpoint: a full disk must not crash its writer
         keras.callbacks.BackupAndRestore(
             str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
@@ -323,14 +446,14 @@ def _train(
         callbacks.append(keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False))
     elif verbose:
         print("no TensorBoard logs: Keras writes them with TensorFlow, which is not installed")
-    validation = (x_val, y_val) if len(y_val) else None
+    validation = (val_index.astype(np.int32), y_val) if len(y_val) else None
     if aug or extra is not None:
         clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
-        batches = Batches(x_train, y_train, batch_size, cfg.seed, extra, cfg.synthetic)
+        batches = Batches(train_index, y_train, batch_size, cfg.seed, extra, cfg.synthetic)
         inputs = {"x": batches}
         callbacks.append(EpochSync(batches, augmentation, clean_from))
-    else:
-        inputs = {"x": x_train, "y": y_train, "batch_size": batch_size}
+    else:  # Keras shuffles, as it would the images themselves
+        inputs = {"x": train_index.astype(np.int32), "y": y_train, "batch_size": batch_size}
     trainer.fit(
         **inputs,
         epochs=cfg.epochs,
@@ -351,7 +474,7 @@ def _train(
     history = artifacts.read_json(run / "history.json")
     plots.save(plots.curves(history), run / "curves.png")
     best = int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None
-    extra = {
+    facts = {
         "model": cfg.model,
         "seed": cfg.seed,
         "epochs": len(history["loss"]),
@@ -367,7 +490,7 @@ def _train(
         **environment(),
     }
     saved = models.load(run / "model.keras")  # score what was written, exactly as users load it
-    metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
+    metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, facts)
     return TrainResult(saved, history, metrics, run)
 
 
