@@ -12,8 +12,8 @@ child logs test accuracy after every epoch with the clock stopped, which gives t
 example does.
 With --warm N the child then trains N more times in the same process (seeds seed+1 ...), as a
 notebook user or the speedrun anchor's %%timeit does: imports done, data loaded, one run already
-made; each warm run still builds a fresh model. Their median is reported beside the cold run.
-Prints a table and writes the figures as JSON.
+made, its compiled step kept; each warm run starts from its own seed's fresh weights. Their
+median is reported beside the cold run. Prints a table and writes the figures as JSON.
 """
 
 import argparse

@@ -4,9 +4,10 @@
     python benchmarks/pipeline.py --before 5cb96bd --recipes classic --full --repeats 3
 
 Written to check that moving augmentation into the train step, then the training images onto
-the device (both 2026-11-27), made no recipe slower on the CPU. Each run is `mnist-cnn train` in a fresh process with PYTHONPATH at one
-tree's src/ (the earlier commit is checked out into a temporary git worktree), the two trees
-taking turns so that the machine's drift hits both alike. Short runs (--train-limit images,
+the device (both 2026-11-27), made no recipe slower on the CPU. Each run is `mnist-cnn train`
+in a fresh process with PYTHONPATH at one tree's src/ (the earlier commit is checked out into
+a temporary git worktree), the two trees taking turns so that the machine's drift hits both
+alike. Short runs (--train-limit images,
 --epochs epochs, no clean epochs) report the median seconds of an augmented epoch after the
 first, which also traces the step; --full trains the recipe as it is, on all of MNIST, and
 reports train_seconds and test accuracy. Prints a table and writes JSON.

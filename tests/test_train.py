@@ -15,7 +15,7 @@ import pytest
 from conftest import SMALL
 from PIL import Image
 
-from mnist_cnn import augment, cli, models, train
+from mnist_cnn import augment, cli, data, models, train
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -383,3 +383,31 @@ def test_a_full_disk_stops_training_in_one_line_and_leaves_it_resumable(
         train.train(cfg, verbose=0)
     monkeypatch.setattr(shutil, "disk_usage", real)
     assert train.train(cfg, resume=True, verbose=0).metrics["epochs"] == 2
+
+
+def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_the_same(
+    mnist_dir, tmp_path
+):
+    """A notebook's second run (a benchmark's warm run) skips tracing and compiling, and ends
+    exactly where a fresh process with its seed would."""
+    ds = data.load(str(mnist_dir), 200, 600, 200)
+
+    def run(name, seed):
+        cfg = train.make_config(  # classic: shifts, so the augmentation is reseeded too
+            "classic", seed=seed, out=str(tmp_path / name), **TINY, data_dir=str(mnist_dir)
+        )
+        result = train.train(cfg, verbose=0, dataset=ds)
+        kept = next(iter(train._LAST.values()))
+        return result, kept.trainer, kept.trainer.train_function
+
+    train._LAST.clear()
+    _, trainer, step = run("first", seed=1)
+    warm, again, warm_step = run("warm", seed=2)
+    assert again is trainer and warm_step is step  # nothing traced anew
+    train._LAST.clear()
+    cold, fresh, _ = run("cold", seed=2)
+    assert fresh is not trainer
+    assert warm.metrics["test_accuracy"] == cold.metrics["test_accuracy"]
+    assert np.allclose(warm.history["loss"], cold.history["loss"], rtol=1e-5)
+    for a, b in zip(warm.model.get_weights(), cold.model.get_weights(), strict=True):
+        assert np.allclose(a, b, atol=1e-5)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import json
 import math
 import platform
 import shutil
@@ -333,6 +334,72 @@ class TrainResult:
     run: Path
 
 
+@dataclass
+class Compiled:
+    """A trainer as built and compiled for one program, and what a later run resets in it."""
+
+    trainer: Trainer
+    model: keras.Model  # the network inside, which runs save
+    augmentation: augment.Augmentation | None
+    pool: Pool
+    start: list[np.ndarray]  # the optimizer's variables before its first step
+
+
+_LAST: dict[str, Compiled] = {}  # the last program this process compiled (at most one)
+NOT_THE_PROGRAM = ("seed", "out", "data_dir", "test_limit")  # settings that change no graph
+
+
+def _compiled(cfg: TrainConfig, images: np.ndarray, steps: int) -> Compiled:
+    """The trainer for cfg with the Pool holding `images`, ready to fit from the first step.
+
+    When this process last compiled the same program (a notebook's second run, a benchmark's
+    warm runs), that trainer comes back with the seed's initial weights, a fresh optimizer and
+    these images, so the run skips tracing and compiling its step again and trains exactly as a
+    new one would. It stays in memory with its images until another program replaces it.
+    """
+    program = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_THE_PROGRAM}
+    key = json.dumps([keras.backend.backend(), images.shape, steps, program], sort_keys=True)
+    model = models.build(cfg.architecture, cfg.precision)  # the seed's initial weights
+    if key in _LAST:
+        kept = _LAST[key]
+        for old, new in zip(kept.model.variables, model.variables, strict=True):
+            old.assign(new)  # weights, and the seed generators of dropout layers
+        for variable, value in zip(kept.trainer.optimizer.variables, kept.start, strict=True):
+            variable.assign(value)
+        kept.pool.images.assign(images)
+        kept.trainer._initial_epoch = None  # where a resumed run's checkpoint had it start
+        return kept
+    if cfg.label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    # what fit trains: indices in, the images taken from the Pool on the device, augmented
+    # there, then the model; only `model` is saved
+    aug = augment.Augment.from_config(cfg)
+    augmentation = augment.Augmentation(aug, cfg.seed) if aug else None
+    indices = keras.Input((), dtype="int32")
+    pool = Pool(images)
+    taken = pool(indices)
+    if augmentation is not None:
+        taken = augmentation(taken)
+    trainer = Trainer(indices, model(taken), epoch_steps=steps, name="trainer")
+    trainer.compile(
+        optimizer=make_optimizer(cfg, steps),
+        loss=loss,
+        metrics=[accuracy],
+        steps_per_execution=steps if trainer.scans_epochs() else 1,
+    )
+    trainer.optimizer.build(trainer.trainable_variables)
+    start = [keras.ops.convert_to_numpy(v) for v in trainer.optimizer.variables]
+    compiled = Compiled(trainer, model, augmentation, pool, start)
+    _LAST.clear()
+    if cfg.strategy == "none":
+        _LAST[key] = compiled
+    return compiled
+
+
 def train(
     cfg: TrainConfig,
     resume: bool = False,
@@ -411,30 +478,10 @@ def _train(
         y_train, y_val = (keras.utils.to_categorical(y, NUM_CLASSES) for y in (y_train, y_val))
         if extra is not None:
             extra = (extra[0], keras.utils.to_categorical(extra[1], NUM_CLASSES))
-    aug = augment.Augment.from_config(cfg)
     with distribute.scope(dist):  # variables made here are mirrored on every replica
-        if cfg.label_smoothing:
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-            accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy()
-            accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        model = models.build(cfg.architecture, cfg.precision)
-        # what fit trains: indices in, the images taken from the Pool on the device, augmented
-        # there, then the model; only `model` is saved
-        augmentation = augment.Augmentation(aug, cfg.seed) if aug else None
-        indices = keras.Input((), dtype="int32")
-        images = Pool(np.concatenate(pooled))(indices)
-        if augmentation is not None:
-            images = augmentation(images)
-        trainer = Trainer(indices, model(images), epoch_steps=steps, name="trainer")
-        trainer.compile(
-            optimizer=make_optimizer(cfg, steps),
-            loss=loss,
-            metrics=[accuracy],
-            steps_per_execution=steps if trainer.scans_epochs() else 1,
-        )
+        compiled = _compiled(cfg, np.concatenate(pooled), steps)
     del pooled
+    trainer, model, augmentation = compiled.trainer, compiled.model, compiled.augmentation
     callbacks = [
         EpochLog(run / "history.json", probe, model),
         DiskGuard(run, model),  # before the checkpoint: a full disk must not crash its writer
@@ -447,7 +494,7 @@ def _train(
     elif verbose:
         print("no TensorBoard logs: Keras writes them with TensorFlow, which is not installed")
     validation = (val_index.astype(np.int32), y_val) if len(y_val) else None
-    if aug or extra is not None:
+    if augmentation is not None or extra is not None:
         clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
         batches = Batches(train_index, y_train, batch_size, cfg.seed, extra, cfg.synthetic)
         inputs = {"x": batches}
