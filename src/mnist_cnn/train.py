@@ -141,9 +141,8 @@ class Trainer(keras.Model):
             batches = list(itertools.islice(iterator, self.steps_per_execution))
             if not batches:
                 raise StopIteration
-            logs = None
-            shape = lambda b: [np.shape(v) for v in jax.tree.leaves(b)]  # noqa: E731
-            for _, run in itertools.groupby(batches, key=lambda b: str(shape(b))):
+            shapes = lambda b: [np.shape(v) for v in jax.tree.leaves(b)]  # noqa: E731
+            for _, run in itertools.groupby(batches, key=shapes):  # full batches, then the rest
                 run = list(run)
                 if len(run) == 1:
                     logs, state = one(state, run[0])
