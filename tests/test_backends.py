@@ -178,6 +178,7 @@ for steps in (1, 7):
     indices = keras.Input((), dtype="int32")
     trainer = train.Trainer(indices, net(train.Pool(x)(indices)), epoch_steps=steps, scan=True)
     trainer.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=steps)
+    assert trainer.scans_epochs() == (steps > 1)
     trainer.fit(np.arange(100, dtype="int32"), y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     arrays.append(net.get_weights())
 assert max(float(np.abs(a - b).max()) for a, b in zip(*arrays)) < 1e-4

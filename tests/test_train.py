@@ -392,16 +392,19 @@ def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_th
     exactly where a fresh process with its seed would."""
     ds = data.load(str(mnist_dir), 200, 600, 200)
 
-    def run(name, seed):
+    # the first run trains on other images (same shapes): the warm one must swap them out
+    other = dataclasses.replace(ds, x_train=ds.x_train[::-1].copy(), y_train=ds.y_train[::-1])
+
+    def run(name, seed, dataset=ds):
         cfg = train.make_config(  # classic: shifts, so the augmentation is reseeded too
             "classic", seed=seed, out=str(tmp_path / name), **TINY, data_dir=str(mnist_dir)
         )
-        result = train.train(cfg, verbose=0, dataset=ds)
+        result = train.train(cfg, verbose=0, dataset=dataset)
         kept = next(iter(train._LAST.values()))
         return result, kept.trainer, kept.trainer.train_function
 
     train._LAST.clear()
-    _, trainer, step = run("first", seed=1)
+    _, trainer, step = run("first", seed=1, dataset=other)
     warm, again, warm_step = run("warm", seed=2)
     assert again is trainer and warm_step is step  # nothing traced anew
     train._LAST.clear()
