@@ -78,6 +78,51 @@ def test_fast_model_is_smaller_and_standardises_inside():
     np.testing.assert_allclose(out, [[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081]], rtol=1e-5)
 
 
+def test_fast_model_pools_before_its_relus_and_computes_what_relu_then_pool_does():
+    model = models.build("fast")
+    assert [layer.name for layer in model.layers][1:4] == ["conv1", "pool1", "relu1"]
+    keras.utils.set_random_seed(3)
+    reference = keras.Sequential(  # the order of the classic net: ReLU inside the conv
+        [
+            keras.Input(models.INPUT_SHAPE),
+            models.standardise(),
+            keras.layers.Conv2D(16, 5, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    reference.set_weights(model.get_weights())
+    x = np.random.default_rng(4).integers(0, 256, (16, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(reference(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_where_the_processor_computes_it(native, monkeypatch):
+    monkeypatch.setattr(models, "_cpu_has_bfloat16", lambda: native)  # TensorFlow, no GPU
+    expected = "mixed_bfloat16" if native else "float32"
+    assert models.resolve_precision("auto") == expected
+    assert models.resolve_precision("float32") == "float32"  # a named one is kept as it is
+    model = models.build("fast", "auto")
+    assert model.get_layer("conv1").compute_dtype == expected.removeprefix("mixed_")
+    assert model.get_layer("conv1").variable_dtype == "float32"
+    with pytest.raises(MnistCnnError, match="unknown precision 'float8'"):
+        models.resolve_precision("float8")
+
+
+def test_the_cpu_flags_name_bfloat16_arithmetic(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    real = Path.read_text
+    for flags, native in [("fpu avx2 avx512f", False), ("avx512f avx512_bf16", True)]:
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, f=flags: f"flags\t: {f}\n")
+        assert models._cpu_has_bfloat16() is native
+    monkeypatch.setattr(Path, "read_text", real)
+
+
 def test_deep_model_has_no_randomness_at_inference(tmp_path):
     model = models.build("deep")
     assert model.count_params() == 326_826

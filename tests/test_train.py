@@ -385,6 +385,20 @@ def test_a_full_disk_stops_training_in_one_line_and_leaves_it_resumable(
     assert train.train(cfg, resume=True, verbose=0).metrics["epochs"] == 2
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_saved_as_what_it_was_on_this_machine(
+    native, mnist_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(models, "_cpu_has_bfloat16", lambda: native)
+    cfg = tiny_config(mnist_dir, tmp_path / "run")
+    assert cfg.precision == "auto"  # the `fast` recipe's
+    metrics = train.train(cfg, verbose=0).metrics
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["precision"] == ("mixed_bfloat16" if native else "float32")
+    assert metrics["test_accuracy"] > 0.5
+    assert models.load(tmp_path / "run").get_layer("conv1").compute_dtype == "float32"
+
+
 def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_the_same(
     mnist_dir, tmp_path
 ):

@@ -4,6 +4,7 @@ Keeping the scaling inside the model means a saved or exported model needs nothi
 package to be used: feed it the image as it is.
 """
 
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,15 +48,19 @@ def fast() -> keras.Model:
 
     Standardising (MNIST's mean 0.1307 and std 0.3081 after /255) instead of plain /255 lets
     a high learning rate work from the first step, which is what one-epoch training needs.
+    Each ReLU comes after its max-pool: the same function (both keep the largest of four,
+    clipped at 0) on a quarter of the values, a training step ~8% quicker on a CPU.
     """
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE, name="pixels"),
             standardise(),
-            layers.Conv2D(16, 5, activation="relu", name="conv1"),
+            layers.Conv2D(16, 5, name="conv1"),
             layers.MaxPooling2D(2, name="pool1"),
-            layers.Conv2D(32, 3, activation="relu", name="conv2"),
+            layers.ReLU(name="relu1"),
+            layers.Conv2D(32, 3, name="conv2"),
             layers.MaxPooling2D(2, name="pool2"),
+            layers.ReLU(name="relu2"),
             layers.Flatten(name="flatten"),
             layers.Dense(128, activation="relu", name="dense"),
             layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities", dtype="float32"),
@@ -165,6 +170,56 @@ def flops_per_image(model: keras.Model) -> int:
     return int(total)
 
 
+def bfloat16_native() -> bool:
+    """Whether the device Keras computes on has bfloat16 arithmetic: a GPU from Ampere on
+    (compute capability 8), a TPU, or on TensorFlow a CPU with AVX512-BF16 or AMX.
+
+    Only there does mixed_bfloat16 train faster. Elsewhere it is emulated: `fast` took twice
+    as long in bfloat16 as in float32 with oneDNN held to AVX-512 without BF16 (2026-11-27).
+    The CPUs of JAX and PyTorch are left out: not measured, float32 is the safe side.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return tuple(details.get("compute_capability", (0, 0))) >= (8, 0)
+        return _cpu_has_bfloat16()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "gpu":  # compute_capability: "9.0" on an H100
+            major = re.search(r"\d+", str(getattr(device, "compute_capability", "")))
+            return major is not None and int(major.group()) >= 8
+        return device.platform == "tpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+    return False
+
+
+def _cpu_has_bfloat16() -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: not worth guessing
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+def resolve_precision(precision: str) -> str:
+    """A Keras dtype policy for a precision setting: "auto" becomes mixed_bfloat16 where
+    bfloat16_native(), else float32; any other name is checked and kept."""
+    if precision not in PRECISIONS:
+        raise MnistCnnError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "mixed_bfloat16" if bfloat16_native() else "float32"
+    return precision
+
+
 def build(name: str, precision: str = "float32") -> keras.Model:
     """Build a fresh, untrained model by architecture name.
 
@@ -176,10 +231,8 @@ def build(name: str, precision: str = "float32") -> keras.Model:
     if name not in ARCHITECTURES:
         known = ", ".join(sorted(ARCHITECTURES))
         raise MnistCnnError(f"unknown model {name!r}: choose one of {known}")
-    if precision not in PRECISIONS:
-        raise MnistCnnError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
+    keras.config.set_dtype_policy(resolve_precision(precision))
     try:
         return ARCHITECTURES[name]()
     finally:

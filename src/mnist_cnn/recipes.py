@@ -12,7 +12,9 @@ from typing import Any
 
 from mnist_cnn.errors import MnistCnnError
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
+# Keras dtype policies, and "auto": mixed_bfloat16 where the processor computes in bfloat16
+# natively (models.bfloat16_native), float32 elsewhere, where bfloat16 is emulated and slower
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multiworker")  # see distribute.py
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -65,7 +67,8 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "label smoothing, e.g. 0.1 (0: off)", low=0, high=1)
     precision: str = setting(
         "float32",
-        "compute precision while training; saved models are float32",
+        "compute precision while training (auto: mixed_bfloat16 where the processor has "
+        "bfloat16 arithmetic, else float32); saved models are float32",
         choices=PRECISIONS,
     )
     strategy: str = setting(
@@ -137,6 +140,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "warmup": 0.2,
         "shift": 0.0,
+        "precision": "auto",
     },
 }
 
@@ -157,13 +161,14 @@ RECIPES["deep"] = {
 }
 
 # `deep` plus what other pens and cameras do to a digit (strokes a pixel bolder or finer,
-# blur, noise), trained with bfloat16 compute to save a quarter of the time.
+# blur, noise), trained with bfloat16 compute where the processor has it, to save a quarter
+# of the time.
 RECIPES["robust"] = {
     **RECIPES["deep"],
     "thickness": 0.5,
     "blur": 1.0,
     "noise": 20.0,
-    "precision": "mixed_bfloat16",
+    "precision": "auto",
 }
 
 # The packaged model's recipe: `robust` that also reads writers MNIST never had.

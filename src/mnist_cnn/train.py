@@ -451,6 +451,8 @@ def _train(
         )
     if resume and not (run / "config.json").exists():
         raise MnistCnnError(f"{run} holds no run to resume: start one with --out {run}")
+    # what "auto" means on this machine, saved as such: a resumed run computes as it began
+    cfg = dataclasses.replace(cfg, precision=models.resolve_precision(cfg.precision))
     keras.utils.set_random_seed(cfg.seed)
     compile_cache()
     started = time.perf_counter()
