@@ -99,6 +99,19 @@ def settled(page, digit: int, timeout: float = 30_000) -> None:
     )
 
 
+def stored(page, total, timeout: float = 30.0) -> None:
+    """Wait for the page to say the correction was stored; if it never does, fail with what it
+    said instead and what the server counted (CI once timed out here, 2026-11-27)."""
+    deadline = time.monotonic() + timeout
+    while "stored" not in page.text_content("#thanks"):
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the page never said 'stored': #thanks {page.text_content('#thanks')!r}, "
+                f"prediction {page.text_content('#prediction')!r}, server total {total()}"
+            )
+        page.wait_for_timeout(50)
+
+
 @pytest.mark.parametrize("digit", [1, 7, 0])
 def test_drawing_a_digit_shows_its_prediction(page, digit, tmp_path):
     page.click("#clear")
@@ -145,7 +158,7 @@ def test_a_correction_from_the_page_is_stored_and_counted(page, server):
     settled(page, 7)
     page.wait_for_selector("#feedback", state="visible")
     page.click("#digits button[data-digit='1']")  # "wrong? it's a 1": the user's call
-    page.wait_for_function("document.getElementById('thanks').textContent.includes('stored')")
+    stored(page, total)
     assert total() == before + 1
     assert f"{before + 1} corrections" in page.text_content("#thanks")
     page.click("#clear")  # the keyboard works too: Enter says "right"
@@ -153,5 +166,5 @@ def test_a_correction_from_the_page_is_stored_and_counted(page, server):
     settled(page, 0)
     page.wait_for_selector("#feedback", state="visible")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('thanks').textContent.includes('stored')")
+    stored(page, total)
     assert total() == before + 2
