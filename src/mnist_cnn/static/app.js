@@ -99,6 +99,7 @@ function schedule() {
 }
 
 async function send() {
+  if (inFlight) return;  // the answer in flight sends again if the drawing changed meanwhile
   if (!dirty || !inked) {
     prediction.setAttribute("aria-busy", "false");
     return;
