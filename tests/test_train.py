@@ -428,3 +428,26 @@ def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_th
     assert np.allclose(warm.history["loss"], cold.history["loss"], rtol=1e-5)
     for a, b in zip(warm.model.get_weights(), cold.model.get_weights(), strict=True):
         assert np.allclose(a, b, atol=1e-5)
+
+
+def test_several_steps_per_call_train_exactly_as_one_step_per_call(mnist_dir, tmp_path):
+    """steps_per_execution only changes how often Python calls the compiled step: 600 images
+    at batch 128 are 5 steps an epoch, run as calls of 3 and 2, the last batch short."""
+
+    def run(name, steps):
+        cfg = train.make_config(  # classic: shifts, so the augmentation's stream must match
+            "classic",
+            seed=4,
+            out=str(tmp_path / name),
+            **TINY,
+            data_dir=str(mnist_dir),
+            steps_per_execution=steps,
+        )
+        return train.train(cfg, verbose=0)
+
+    one, three = run("one", 1), run("three", 3)
+    saved = json.loads((tmp_path / "three" / "config.json").read_text())
+    assert saved["steps_per_execution"] == 3
+    assert np.allclose(one.history["loss"], three.history["loss"], rtol=1e-5)
+    for a, b in zip(one.model.get_weights(), three.model.get_weights(), strict=True):
+        assert np.allclose(a, b, atol=1e-5)

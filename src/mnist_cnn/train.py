@@ -348,6 +348,14 @@ _LAST: dict[str, Compiled] = {}  # the last program this process compiled (at mo
 NOT_THE_PROGRAM = ("seed", "out", "data_dir", "test_limit")  # settings that change no graph
 
 
+def _steps_per_call(cfg: TrainConfig) -> int:
+    """cfg.steps_per_execution where Keras runs it: not on PyTorch (Keras refuses), nor under
+    a distribution strategy (TensorFlow's multi-step loop fails there in Keras 3.15)."""
+    if keras.backend.backend() == "torch" or cfg.strategy != "none":
+        return 1
+    return cfg.steps_per_execution
+
+
 def _compiled(cfg: TrainConfig, images: np.ndarray, steps: int) -> Compiled:
     """The trainer for cfg with the Pool holding `images`, ready to fit from the first step.
 
@@ -388,7 +396,7 @@ def _compiled(cfg: TrainConfig, images: np.ndarray, steps: int) -> Compiled:
         optimizer=make_optimizer(cfg, steps),
         loss=loss,
         metrics=[accuracy],
-        steps_per_execution=steps if trainer.scans_epochs() else 1,
+        steps_per_execution=steps if trainer.scans_epochs() else _steps_per_call(cfg),
     )
     trainer.optimizer.build(trainer.trainable_variables)
     start = [keras.ops.convert_to_numpy(v) for v in trainer.optimizer.variables]
