@@ -113,14 +113,15 @@ def test_auto_precision_is_bfloat16_only_where_the_processor_computes_it(native,
         models.resolve_precision("float8")
 
 
-def test_the_cpu_flags_name_bfloat16_arithmetic(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    "flags, native",
+    [("fpu avx2 avx512f", False), ("avx512f avx512_bf16", True), ("amx_bf16", True)],
+)
+def test_the_cpu_flags_name_bfloat16_arithmetic(flags, native, monkeypatch):
     from pathlib import Path
 
-    real = Path.read_text
-    for flags, native in [("fpu avx2 avx512f", False), ("avx512f avx512_bf16", True)]:
-        monkeypatch.setattr(Path, "read_text", lambda self, *a, f=flags: f"flags\t: {f}\n")
-        assert models._cpu_has_bfloat16() is native
-    monkeypatch.setattr(Path, "read_text", real)
+    monkeypatch.setattr(Path, "read_text", lambda self, *a: f"flags\t: {flags}\n")
+    assert models._cpu_has_bfloat16() is native
 
 
 def test_deep_model_has_no_randomness_at_inference(tmp_path):
