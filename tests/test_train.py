@@ -446,8 +446,28 @@ def test_several_steps_per_call_train_exactly_as_one_step_per_call(mnist_dir, tm
         return train.train(cfg, verbose=0)
 
     one, three = run("one", 1), run("three", 3)
+    assert next(iter(train._LAST.values())).trainer.steps_per_execution == 3
     saved = json.loads((tmp_path / "three" / "config.json").read_text())
     assert saved["steps_per_execution"] == 3
     assert np.allclose(one.history["loss"], three.history["loss"], rtol=1e-5)
     for a, b in zip(one.model.get_weights(), three.model.get_weights(), strict=True):
         assert np.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "backend, strategy, expected",
+    [
+        ("tensorflow", "none", 64),
+        ("jax", "none", 64),
+        ("torch", "none", 1),
+        ("tensorflow", "mirrored", 1),
+        ("jax", "multiworker", 1),
+    ],
+)
+def test_steps_per_call_where_keras_runs_them(backend, strategy, expected, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    cfg = train.make_config("classic", strategy=strategy)
+    assert cfg.steps_per_execution == 64
+    assert train._steps_per_call(cfg) == expected
+    peer = train.make_config("classic-peer")  # as the Keras example: fit's default
+    assert train._steps_per_call(peer) == 1

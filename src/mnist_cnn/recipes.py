@@ -80,7 +80,8 @@ class TrainConfig:
     steps_per_execution: int = setting(
         64,
         "training steps per call into the compiled step (Keras' steps_per_execution): fewer "
-        "calls from Python, a progress bar that moves once a call",
+        "calls from Python, a progress bar that moves once a call; 1 on PyTorch and with "
+        "--strategy",
         low=1,
     )
     seed: int = setting(0, "seeds every random source")
