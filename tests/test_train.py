@@ -425,9 +425,14 @@ def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_th
     cold, fresh, _ = run("cold", seed=2)
     assert fresh is not trainer
     assert warm.metrics["test_accuracy"] == cold.metrics["test_accuracy"]
-    assert np.allclose(warm.history["loss"], cold.history["loss"], rtol=1e-5)
-    for a, b in zip(warm.model.get_weights(), cold.model.get_weights(), strict=True):
-        assert np.allclose(a, b, atol=1e-5)
+    assert_trained_alike(warm, cold)
+
+
+def assert_trained_alike(a: train.TrainResult, b: train.TrainResult) -> None:
+    """The same losses epoch by epoch and the same weights, up to float rounding."""
+    assert np.allclose(a.history["loss"], b.history["loss"], rtol=1e-5)
+    for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        assert np.allclose(x, y, atol=1e-5)
 
 
 def test_several_steps_per_call_train_exactly_as_one_step_per_call(mnist_dir, tmp_path):
@@ -449,9 +454,7 @@ def test_several_steps_per_call_train_exactly_as_one_step_per_call(mnist_dir, tm
     assert next(iter(train._LAST.values())).trainer.steps_per_execution == 3
     saved = json.loads((tmp_path / "three" / "config.json").read_text())
     assert saved["steps_per_execution"] == 3
-    assert np.allclose(one.history["loss"], three.history["loss"], rtol=1e-5)
-    for a, b in zip(one.model.get_weights(), three.model.get_weights(), strict=True):
-        assert np.allclose(a, b, atol=1e-5)
+    assert_trained_alike(one, three)
 
 
 @pytest.mark.parametrize(
