@@ -7,9 +7,9 @@ import pytest
 from helpers import place, row_of, similarity
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from mnist_cnn import digits
+from mnist_cnn import data, digits
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,57 @@ def test_moved_scaled_or_inverted_digit_normalises_the_same(
     assert similarity(moved, reference) > 0.8
     cy, cx = np.argwhere(moved > 0).mean(0)  # the ink sits in the middle
     assert abs(cy - 13.5) < 4 and abs(cx - 13.5) < 4
+
+
+def leaning_digit(run: int) -> np.ndarray:
+    """A 1 with a loop on top (bright ink on black), its top `run` px right of its foot."""
+    img = Image.new("L", (400, 400), 0)
+    pen = ImageDraw.Draw(img)
+    pen.line([(200 - run // 2, 380), (200 + run // 2, 20)], fill=255, width=16)
+    pen.ellipse([(200 + run // 4 - 60, 40), (200 + run // 4 + 60, 160)], outline=255, width=14)
+    return digits._crop(np.asarray(img, np.float32))
+
+
+@pytest.mark.parametrize("run", [280, -280, 330])
+def test_a_digit_leaning_further_than_mnist_is_stood_up_to_the_edge_of_its_range(run):
+    ink = leaning_digit(run)
+    assert abs(digits.slant(ink)) > digits.MAX_SLANT + 0.1
+    upright = digits._upright(ink)
+    assert digits.slant(upright) == pytest.approx(np.sign(-run) * digits.MAX_SLANT, abs=0.02)
+    assert upright.shape[0] == ink.shape[0] and upright.shape[1] < ink.shape[1]
+    assert abs(digits.slant(digits._to_mnist(ink))) < digits.MAX_SLANT
+
+
+def test_a_digit_within_mnists_lean_is_left_as_it_is():
+    ink = leaning_digit(120)
+    assert abs(digits.slant(ink)) < digits.MAX_SLANT
+    assert digits._upright(ink) is ink
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 80), st.integers(1, 80), st.floats(0.01, 1), st.integers(0, 2**32 - 1))
+def test_any_ink_stood_upright_stays_bounded_and_normalises(h, w, density, seed):
+    """Every shape is sheared (limit near 0): flat dashes, dots, noise, all stay bounded."""
+    rng = np.random.default_rng(seed)
+    ink = np.where(rng.random((h, w)) < density, rng.uniform(1, 255, (h, w)), 0)
+    ink[rng.integers(h), rng.integers(w)] = 255  # some ink, always
+    ink = digits._crop(ink.astype(np.float32))
+    old = digits.MAX_SLANT
+    try:
+        digits.MAX_SLANT = 0.01
+        upright = digits._upright(ink)
+        seen = digits._to_mnist(ink)
+    finally:
+        digits.MAX_SLANT = old
+    assert upright.shape[0] <= ink.shape[0] and upright.shape[1] <= ink.shape[1] + ink.shape[0] + 2
+    assert upright.max() > 0 and seen.shape == (28, 28) and np.isfinite(seen).all()
+    assert seen.min() >= 0 and seen.max() <= 255
+
+
+def test_max_slant_is_where_mnists_writers_stop(mnist_dir):
+    """The constant is a fact about MNIST: 95% of its training digits lean less."""
+    lean = np.abs([digits.slant(x[..., 0]) for x in data.load(mnist_dir).x_train])
+    assert 0.94 <= (lean < digits.MAX_SLANT).mean() <= 0.97
 
 
 def test_transparent_png_is_ink_on_white(test_digits, tmp_path):

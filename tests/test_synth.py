@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_cnn import engines, synth, train
+from mnist_cnn import digits, engines, synth, train
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -52,6 +52,20 @@ def test_the_packaged_model_reads_held_out_writers():
         probs = classify(made.x[..., None])
         right = (probs.argmax(1) == made.y).sum()
         assert right >= 28, (name, right)
+
+
+def test_steeply_slanted_held_out_8s_are_read_once_stood_upright(monkeypatch):
+    """`dkg`'s 8 leans so far its lower loop closes into a knot: read as 0 until `normalise`
+    shears it back to MNIST's range (`digits.MAX_SLANT`)."""
+    classify = engines.classifier()
+
+    def eights_read(max_slant: float) -> float:
+        monkeypatch.setattr(digits, "MAX_SLANT", max_slant)
+        made = synth.generate(200, "held_out", "fonts", 0.0, seed=1, only=("dkg",))
+        return float((classify(made.x[made.y == 8][..., None]).argmax(1) == 8).mean())
+
+    upright, leaning = eights_read(digits.MAX_SLANT), eights_read(np.inf)
+    assert upright >= 0.8 and upright >= leaning + 0.1, (leaning, upright)
 
 
 def test_missing_fonts_give_one_clear_error_naming_the_packages(monkeypatch, tmp_path):
