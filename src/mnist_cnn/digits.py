@@ -172,7 +172,7 @@ def _crop(ink: np.ndarray) -> np.ndarray:
 
 def slant(ink: np.ndarray) -> float:
     """How far the ink leans: x moved per row down, from its second moments (0 upright,
-    negative leaning right as most hands do)."""
+    negative: leaning right)."""
     weight = ink.astype(np.float64) / max(float(ink.sum()), 1e-12)
     dy = np.arange(ink.shape[0]) - (weight.sum(1) @ np.arange(ink.shape[0]))
     dx = np.arange(ink.shape[1]) - (weight.sum(0) @ np.arange(ink.shape[1]))
@@ -190,7 +190,7 @@ def _upright(ink: np.ndarray) -> np.ndarray:
     shear = lean - float(np.clip(lean, -MAX_SLANT, MAX_SLANT))
     if shear == 0:
         return ink
-    shear = float(np.clip(shear, -1, 1))  # bounds the new width at twice the old
+    shear = float(np.clip(shear, -1, 1))  # the width grows by at most the height
     h, w = ink.shape
     pad = int(np.ceil(abs(shear) * h)) + 2
     centre = float(np.arange(h) @ ink.sum(1)) / float(ink.sum())
