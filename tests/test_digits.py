@@ -114,7 +114,7 @@ def test_touching_digits_are_split_and_broken_ones_joined(test_digits):
     x, y = test_digits
     for pair, gap in (([0, 1], -14), ([3, 4], -10)):  # a 7 and a 2, a 0 and a 4: overlapping
         ink = 255 - row_of(x[pair], gap=gap)
-        blobs = ndimage.label(ink > digits._otsu(ink), structure=np.ones((3, 3)))[1]
+        blobs = ndimage.label(ink > digits.otsu(ink), structure=np.ones((3, 3)))[1]
         assert blobs == 1  # the two digits touch: one connected blob
         assert len(digits.segment(ink)) == 2
     seven = 255 - row_of(x[[int(np.flatnonzero(y == 7)[0])]], gap=0)

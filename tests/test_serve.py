@@ -436,7 +436,7 @@ def test_an_unexpected_failure_in_image_work_is_a_400_and_one_log_line(client, m
         raise ValueError("All-NaN slice encountered")
 
     monkeypatch.setattr(digits, "normalise", broken)
-    monkeypatch.setattr(digits, "number_pieces", broken)
+    monkeypatch.setattr(digits, "locate_number", broken)
     page = png(np.full((60, 60), 255))
     with caplog.at_level("WARNING", logger="mnist_cnn.serve"):
         for route in ("/api/predict", "/api/read-number"):

@@ -132,7 +132,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     classify = engines.classifier(args.model, args.engine)
     if args.number:
-        results = predict.read_number_files(args.files, classify, args.min_confidence)
+        results = predict.read_number_files(
+            args.files, classify, args.min_confidence, args.show_input
+        )
     else:
         results = predict.predict_files(args.files, classify, args.min_confidence, args.show_input)
     print(as_json(results) if args.json else as_table(results))
@@ -311,7 +313,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, BMP, GIF, TIFF or WebP")
     _model_options(r)
     r.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    r.add_argument("--show-input", metavar="DIR", help="save the 28x28 the model saw, per file")
+    r.add_argument(
+        "--show-input",
+        metavar="DIR",
+        help="save what the model saw: each file's 28x28 (with --number: each digit's, "
+        "and the picture with the sheet and the digits' boxes drawn)",
+    )
     r.add_argument("--number", action="store_true", help="read several digits in a row")
     r.set_defaults(func=cmd_predict)
 

@@ -17,21 +17,22 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from mnist_cnn import photo
 from mnist_cnn.data import SIZE
-from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.errors import ImageError
+from mnist_cnn.photo import MIN_CONTRAST, otsu
 
 BOX = 20  # MNIST's digits fit a 20x20 box, centred by mass in SIZE x SIZE
 MAX_PIXELS = 16_000_000  # decoded at most (a 12-megapixel phone photo fits); more is refused
 MAX_SIDE = 1024  # pictures are shrunk to this before any float work: a digit needs far less
 MAX_MARKS = 300  # separate marks in a picture of a number: more is noise or an attack
 MAX_DIGITS = 40  # digits in one written number
-MIN_CONTRAST = 32  # ink must differ from the paper by this much (0-255) to count as ink
+SPECK = 0.01  # a mark under this share of the largest one's area is no part of a number
 STROKE = 2.2  # MNIST's typical stroke width in the 20 px box, pixels
 MAX_SLANT = 0.6  # x moved per row down: 95% of MNIST's training digits lean less
 
 
-class ImageError(MnistCnnError):
-    """A file that cannot be read as a digit: not an image, broken, too big, or blank."""
+__all__ = ["ImageError", "normalise", "number_pieces", "read_image", "segment", "to_gray"]
 
 
 def read_image(source: str | Path | bytes) -> np.ndarray:
@@ -106,37 +107,9 @@ def _gray(img: Image.Image) -> np.ndarray:
     return np.asarray(img, np.float32)
 
 
-def _otsu(values: np.ndarray) -> float:
-    """The grey level that best splits values into two classes (Otsu's method)."""
-    hist, edges = np.histogram(values, bins=256, range=(0, 256))
-    weight = np.cumsum(hist)
-    mean = np.cumsum(hist * edges[:-1])
-    total, total_mean = weight[-1], mean[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (total_mean * weight - mean * total) ** 2 / (weight * (total - weight))
-    if np.isnan(between).all():  # a single grey level: nothing to split
-        return float(edges[0])
-    return float(edges[np.nanargmax(between)])
-
-
 def ink_of(gray: np.ndarray) -> np.ndarray:
-    """Bright ink on a black background, whatever the polarity of the picture.
-
-    Paper is what covers the border; when the border is light the image is inverted. The
-    paper's own grey is subtracted, and specks far smaller than the writing are removed.
-    """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 127:
-        gray = 255 - gray
-    ink = np.clip(gray - np.median(gray), 0, None)
-    if ink.max() < MIN_CONTRAST:
-        raise ImageError("no ink found: the image is blank or has too little contrast")
-    mask = ink > max(_otsu(ink), MIN_CONTRAST / 2)
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    keep = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.05 * sizes.max()))
-    near = ndimage.binary_dilation(keep, iterations=max(1, round(max(gray.shape) / 200)))
-    return np.where(near, ink, 0).astype(np.float32)
+    """Bright ink on a black background from any picture: `photo.find_ink` finds it."""
+    return photo.find_ink(gray).ink
 
 
 def normalise(gray: np.ndarray) -> np.ndarray:
@@ -236,13 +209,19 @@ def segment(ink: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
     ink is thinnest, since that is where two digits touch. The work is bounded: more than
     MAX_MARKS separate marks, or more than MAX_DIGITS digits, is refused.
     """
-    mask = ink > max(_otsu(ink), MIN_CONTRAST / 2)
+    mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n > MAX_MARKS:
         raise ImageError(f"{n} separate marks: too many to read as a number (at most {MAX_MARKS})")
     found = ndimage.find_objects(labels)
+    sizes = ndimage.sum_labels(mask, labels, np.arange(1, n + 1)) if n else np.zeros(0)
+    speck = sizes < SPECK * sizes.max() if n else sizes  # a pixel or two of a stroke's rim
     groups = sorted(
-        (([b[0].start, b[0].stop, b[1].start, b[1].stop], [i + 1]) for i, b in enumerate(found)),
+        (
+            ([b[0].start, b[0].stop, b[1].start, b[1].stop], [i + 1])
+            for i, b in enumerate(found)
+            if not speck[i]
+        ),
         key=lambda g: g[0][2],  # left to right
     )
     while True:  # merge neighbours whose columns overlap by half the narrower one, until none do
@@ -300,6 +279,17 @@ def _split_touching(rows: slice, cols: slice, ink: np.ndarray, height: float) ->
 
 
 def number_pieces(gray: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
-    """Each digit of a number written in a row, left to right: (rows, cols, its 28x28)."""
-    ink = ink_of(np.asarray(gray, dtype=np.float32))
-    return [(rows, cols, _to_mnist(piece)) for rows, cols, piece in segment(ink)]
+    """Each digit of a number written in a row, left to right: (rows, cols, its 28x28), the
+    rows and columns those of the picture."""
+    return locate_number(gray)[1]
+
+
+def locate_number(gray: np.ndarray) -> tuple[photo.Ink, list[tuple[slice, slice, np.ndarray]]]:
+    """What the photo stage saw (the sheet, if one was cut out) and each digit of the number:
+    (rows, cols, its 28x28), the box round the digit in the picture's own pixels."""
+    found = photo.find_ink(np.asarray(gray, dtype=np.float32))
+    pieces = []
+    for rows, cols, piece in segment(found.ink):
+        x0, y0, x1, y1 = found.box_in_photo((cols.start, rows.start, cols.stop, rows.stop))
+        pieces.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece)))
+    return found, pieces

@@ -7,3 +7,7 @@ class MnistCnnError(Exception):
     The CLI prints its message on one line and exits with status 2, no traceback:
     the message itself must say what is wrong and what to do about it.
     """
+
+
+class ImageError(MnistCnnError):
+    """A file that cannot be read as a digit: not an image, broken, too big, or blank."""

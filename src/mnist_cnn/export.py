@@ -96,6 +96,7 @@ def quantize(onnx_model: Path, out: Path, calibration: np.ndarray, batch: int = 
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["Conv"],
+        reduce_range=True,
     )
 
 

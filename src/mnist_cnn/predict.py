@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_cnn import engines
-from mnist_cnn.digits import normalise, number_pieces, read_image, to_gray
+from mnist_cnn.digits import locate_number, normalise, number_pieces, read_image, to_gray
 from mnist_cnn.engines import Classifier
 from mnist_cnn.errors import MnistCnnError
 
@@ -36,6 +36,7 @@ class NumberReading:
     file: str
     number: str | None = None  # "?" stands for a digit read with too little confidence
     digits: list[dict] = field(default_factory=list)  # digit, confidence, top3, box (x0 y0 x1 y1)
+    sheet: list[list[float]] | None = None  # the sheet's corners when one was cut out of a photo
     error: str | None = None
 
 
@@ -134,18 +135,66 @@ def answer(
 
 
 def read_number_files(
-    paths: Iterable[str | Path], classify: Classifier, min_confidence: float = 0.0
+    paths: Iterable[str | Path],
+    classify: Classifier,
+    min_confidence: float = 0.0,
+    show_input: str | Path | None = None,
 ) -> list[NumberReading]:
-    """`read_number` for each file; a bad file gets its error and the rest go on."""
-    results = []
+    """`read_number` for each file; a bad file gets its error and the rest go on.
+
+    show_input: a folder for what the model saw: STEM-1.png, STEM-2.png ... (each digit's
+    28x28) and STEM-boxes.png (the picture with the sheet's outline and each digit's box and
+    reading drawn on it).
+    """
+    from mnist_cnn import artifacts
+
+    folder = artifacts.prepare_dir(show_input) if show_input is not None else None
+    results, names = [], set()
     for path in paths:
         result = NumberReading(file=str(path))
         results.append(result)
         try:
-            result.number, result.digits = read_number(read_image(path), classify, min_confidence)
+            gray = read_image(path)
+            found, pieces = locate_number(gray)
+            probs = classify(np.stack([seen for _, _, seen in pieces])[..., None])
+            result.number, result.digits = number_answer(pieces, probs, min_confidence)
+            if found.sheet is not None:
+                result.sheet = np.round(found.sheet, 1).tolist()
         except Exception as err:  # one file's failure never costs the batch
             result.error = _reason(err)  # the path is in result.file
+            continue
+        if folder is not None:
+            name = _unique(Path(path).stem[:100] or "image", names)
+            try:
+                _show_number(folder, name, gray, pieces, result)
+            except Exception as err:
+                result.error = f"read, but what it saw could not be saved: {_reason(err)}"
     return results
+
+
+def _show_number(folder: Path, name: str, gray: np.ndarray, pieces: list, result) -> None:
+    """Each digit's 28x28, and the picture with the sheet and every digit's box drawn on it."""
+    from PIL import ImageDraw
+
+    from mnist_cnn import artifacts
+
+    for k, (_, _, seen) in enumerate(pieces, 1):
+        image = Image.fromarray(seen.round().astype(np.uint8))
+        artifacts.write_with(folder / f"{name}-{k}.png", lambda t, i=image: i.save(t, "PNG"))
+    picture = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 300))
+    if result.sheet is not None:
+        corners = [tuple(c) for c in result.sheet]
+        draw.line([*corners, corners[0]], fill=(0, 160, 255), width=width)
+    for d in result.digits:
+        colour = (220, 0, 0) if d["digit"] is None else (0, 170, 0)
+        draw.rectangle(d["box"], outline=colour, width=width)
+        label = "?" if d["digit"] is None else str(d["digit"])
+        draw.text(
+            (d["box"][0], max(0, d["box"][1] - 12)), f"{label} {d['confidence']:.2f}", fill=colour
+        )
+    artifacts.write_with(folder / f"{name}-boxes.png", lambda t: picture.save(t, "PNG"))
 
 
 # ------------------------------------------------------------------ the Python API

@@ -103,6 +103,10 @@ class NumberAnswer(BaseModel):
 
     number: str
     digits: list[Digit]
+    sheet: list[tuple[float, float]] | None = Field(
+        None, description="the sheet's corners (x, y) when one was cut out of a photo"
+    )
+    size: tuple[int, int] = Field(description="width, height of the picture as read")
 
 
 class Batcher:
@@ -371,10 +375,12 @@ def create_app(
         """Several digits in a row (multipart field `file`, or the body as image/*)."""
         content_type = request.headers.get("content-type", "")
         body = await _image_bytes(request, content_type)
-        pieces = await off_the_loop(lambda b: digits.number_pieces(digits.read_image(b)), body)
+        gray, found, pieces = await off_the_loop(_locate_number, body)
         probs = await batcher(np.stack([seen for _, _, seen in pieces])[..., None])
         number, answers = predict.number_answer(pieces, probs, served.min_confidence)
-        return {"number": number, "digits": answers}
+        sheet = None if found.sheet is None else np.round(found.sheet, 1).tolist()
+        size = [int(gray.shape[1]), int(gray.shape[0])]
+        return {"number": number, "digits": answers, "sheet": sheet, "size": size}
 
     @app.exception_handler(ImageError)
     async def image_error(request: Request, err: ImageError) -> JSONResponse:
@@ -386,6 +392,11 @@ def create_app(
         return Response(status_code=499)  # nobody is listening; nginx's code for this
 
     return app
+
+
+def _locate_number(body: bytes) -> tuple:
+    gray = digits.read_image(body)
+    return (gray, *digits.locate_number(gray))
 
 
 async def _image_bytes(request: Request, content_type: str) -> bytes:
