@@ -200,8 +200,13 @@ def _darkness(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """
     smooth = cv2.medianBlur(np.clip(gray, 0, 255).astype(np.uint8), 5)
     k = _closing_size(smooth)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    paper = cv2.morphologyEx(smooth, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    if k is None:  # one level for the whole picture: the grey of its brighter part
+        bright = smooth[smooth > otsu(smooth)]
+        level = float(np.median(bright)) if bright.size else float(smooth.max())
+        paper = np.full(gray.shape, level, np.float32)
+    else:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+        paper = cv2.morphologyEx(smooth, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     paper = np.maximum(paper.astype(np.float32), 1.0)
     shade, noise = _shade(gray, paper)
     if noise > 0.02 and min(gray.shape) >= 100:  # a photo's grain: smoothed under a pen's width
@@ -217,22 +222,26 @@ def _shade(gray: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, float]:
     return shade, 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
 
 
-def _closing_size(gray: np.ndarray) -> int:
-    """A closing wider than three strokes, but at most a third of the picture: the strokes'
-    width is read from the dark marks that do not touch the border (shadows mostly do)."""
+def _closing_size(gray: np.ndarray) -> int | None:
+    """A closing wider than three strokes: the strokes' width is read from the dark marks that
+    do not touch the border (shadows mostly do). None when the closing would be over a third
+    of the picture: the writing fills it (a tight crop of one digit), leaving
+    no room for a local estimate of the paper."""
     dark = (gray <= otsu(gray)).astype(np.uint8)  # otsu: the top grey of the darker class
     _n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     h, w = gray.shape
     x0, y0 = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     inner = (x0 > 0) & (y0 > 0) & (x0 + stats[:, 2] < w) & (y0 + stats[:, 3] < h)
     inner[0] = False
-    marks = np.isin(labels, np.flatnonzero(inner)).astype(np.uint8)
-    width = 3.0
+    marks = inner[labels].astype(np.uint8)
+    width = 3.0  # no mark clear of the border: digits inside a shadow, say
     if marks.any():
         edge = marks - cv2.erode(marks, np.ones((3, 3), np.uint8))
         width = 2 * marks.sum() / max(int(edge.sum()), 1)
-    k = int(np.clip(3 * width + 3, max(3, min(h, w) / 10), max(3, min(h, w) / 3)))
-    return k | 1
+    k = 3 * width + 3
+    if k > min(h, w) / 3:
+        return None
+    return int(max(k, 3, min(h, w) / 10)) | 1
 
 
 # ------------------------------------------------------------------ 3. the ink
