@@ -78,9 +78,10 @@ def find_ink(gray: np.ndarray) -> Ink:
     mask = _drop_border_and_faint(mask, darkness)
     if not mask.any():
         raise ImageError("no ink found: only paper, lines or edges in the image")
-    near = cv2.dilate(mask, np.ones((3, 3), np.uint8)) & (darkness > low)  # the strokes' rims
-    level = float(np.percentile(darkness[mask > 0], 90))
-    ink = np.clip(darkness / max(level, 1e-3), 0, 1) * 255 * near
+    # the strokes' anti-aliased rims come along, as a scan's grey levels are: not flattened
+    rim = max(1, round(max(gray.shape) / 200))
+    near = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=rim) & (darkness > low / 2)
+    ink = darkness * 255 * near
     return Ink(ink.astype(np.float32), sheet, to_photo)
 
 
@@ -233,8 +234,15 @@ def _closing_size(gray: np.ndarray) -> int | None:
     x0, y0 = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     inner = (x0 > 0) & (y0 > 0) & (x0 + stats[:, 2] < w) & (y0 + stats[:, 3] < h)
     inner[0] = False
+    if not inner.any():  # the writing reaches the border, or lies in a shadow: a large mark
+        area = stats[:, 4]  # only half as dark as ink
+        grey = np.bincount(labels.ravel(), gray.ravel(), len(area)) / np.maximum(area, 1)
+        bright = gray[dark == 0]
+        paper = float(np.median(bright)) if bright.size else 255.0
+        inner = ~((area > 0.1 * h * w) & (grey > 0.4 * paper))
+        inner[0] = False
     marks = inner[labels].astype(np.uint8)
-    width = 3.0  # no mark clear of the border: digits inside a shadow, say
+    width = 3.0
     if marks.any():
         edge = marks - cv2.erode(marks, np.ones((3, 3), np.uint8))
         width = 2 * marks.sum() / max(int(edge.sum()), 1)
@@ -270,7 +278,7 @@ def _drop_lines(mask: np.ndarray) -> np.ndarray:
     mask = mask & ~frames
     h, w = mask.shape
     longest = LINE * np.array([w, h])
-    marks = _mark_size(mask)  # a printed line is much longer than the writing is tall
+    marks = _mark_size(mask)  # a printed line is much longer than a digit is large
     if marks:
         longest = np.maximum(longest, 1.5 * marks)
     t = max(7, round(0.1 * marks))  # a printed line is thinner than this; a big pen is not
@@ -344,15 +352,15 @@ def _draw_across(canvas: np.ndarray, segment: tuple, thickness: int) -> None:
 
 
 def _mark_size(mask: np.ndarray) -> float:
-    """How tall the writing is: the median height of the sizeable marks, less those as large
-    as the page both ways (a grid with the digits that touch it); 0 when none is left."""
+    """How large the writing is: the median longer side of the sizeable marks, less those as
+    large as the page both ways (a grid with the digits that touch it); 0 when none is left."""
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     h, w = mask.shape
     small = (stats[1:, 2] < 0.9 * w) | (stats[1:, 3] < 0.9 * h)
-    area, height = stats[1:, cv2.CC_STAT_AREA][small], stats[1:, cv2.CC_STAT_HEIGHT][small]
+    area, size = stats[1:, 4][small], np.maximum(stats[1:, 2], stats[1:, 3])[small]
     if not len(area):
         return 0.0
-    return float(np.median(height[area >= 0.05 * area.max()]))
+    return float(np.median(size[area >= 0.05 * area.max()]))
 
 
 def _drop_frames(mask: np.ndarray) -> np.ndarray:
