@@ -224,18 +224,19 @@ def _shade(gray: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _closing_size(gray: np.ndarray) -> int | None:
-    """A closing wider than three strokes: the strokes' width is read from the dark marks that
-    do not touch the border (shadows mostly do). None when the closing would be over a third
-    of the picture: the writing fills it (a tight crop of one digit), leaving
-    no room for a local estimate of the paper."""
+    """A closing wider than three strokes, at most a third of the picture: the strokes' width
+    is read from the dark marks that do not touch the border (shadows mostly do). When the
+    writing reaches the border and is too wide for that (a tight crop of one digit), None:
+    there is no room for a local estimate of the paper."""
     dark = (gray <= otsu(gray)).astype(np.uint8)  # otsu: the top grey of the darker class
     _n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     h, w = gray.shape
     x0, y0 = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     inner = (x0 > 0) & (y0 > 0) & (x0 + stats[:, 2] < w) & (y0 + stats[:, 3] < h)
     inner[0] = False
-    if not inner.any():  # the writing reaches the border, or lies in a shadow: a large mark
-        area = stats[:, 4]  # only half as dark as ink
+    cropped = not inner.any()
+    if cropped:  # every mark but a shadow: large, and only half as dark as ink
+        area = stats[:, 4]
         grey = np.bincount(labels.ravel(), gray.ravel(), len(area)) / np.maximum(area, 1)
         bright = gray[dark == 0]
         paper = float(np.median(bright)) if bright.size else 255.0
@@ -247,9 +248,9 @@ def _closing_size(gray: np.ndarray) -> int | None:
         edge = marks - cv2.erode(marks, np.ones((3, 3), np.uint8))
         width = 2 * marks.sum() / max(int(edge.sum()), 1)
     k = 3 * width + 3
-    if k > min(h, w) / 3:
+    if cropped and k > min(h, w) / 3:
         return None
-    return int(max(k, 3, min(h, w) / 10)) | 1
+    return int(np.clip(k, max(3, min(h, w) / 10), max(3, min(h, w) / 3))) | 1
 
 
 # ------------------------------------------------------------------ 3. the ink
