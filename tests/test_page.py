@@ -168,3 +168,75 @@ def test_a_correction_from_the_page_is_stored_and_counted(page, server):
     page.keyboard.press("Enter")
     stored(page, total)
     assert total() == before + 2
+
+
+def photo_file(tmp_path, test_digits, condition: str = "on a table") -> tuple[Path, str]:
+    """A phone-style photo of a 4-digit number (benchmarks/photos.py composes it) as a file."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import photos
+
+    x, y = test_digits
+    rng = np.random.default_rng(5)
+    idx = [0, 1, 2, 3]
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(photos.compose(photos.mnist_inks(x[idx], 110), condition, rng))
+    return path, "".join(str(d) for d in y[idx])
+
+
+def read_photo(page, path) -> None:
+    page.set_input_files("#photo", str(path))
+    page.wait_for_function(
+        "document.getElementById('number').getAttribute('aria-busy') === 'false'"
+        " && document.getElementById('photo-status').textContent !== 'reading…'",
+        timeout=30_000,
+    )
+
+
+def test_a_photo_is_read_boxed_and_a_digit_corrected(page, server, tmp_path, test_digits):
+    import json
+    import urllib.request
+
+    def total() -> int:
+        with urllib.request.urlopen(f"{server}/api/feedback/stats") as r:
+            return json.load(r)["total"]
+
+    path, truth = photo_file(tmp_path, test_digits)
+    read_photo(page, path)
+    assert page.text_content("#photo-status") == ""
+    assert page.text_content("#number") == truth
+    assert page.get_attribute("#photo-view", "data-boxes") == str(len(truth))
+    assert page.locator("#photo-digits .digit").count() == len(truth)
+    # the photo is drawn with its boxes: the view holds the picture, not a blank canvas
+    width = page.evaluate("document.getElementById('photo-view').width")
+    assert 500 < width <= 1024
+    page.screenshot(path=str(tmp_path / "photo.png"), full_page=True)
+    if os.environ.get("MNIST_CNN_SCREENSHOTS"):
+        page.screenshot(
+            path=str(Path(os.environ["MNIST_CNN_SCREENSHOTS"]) / "photo.png"), full_page=True
+        )
+    before = total()
+    wrong = (int(truth[1]) + 1) % 10  # the user says the second digit is another: stored as such
+    page.click(f"#photo-digits .digit:nth-child(2) .fix button[data-digit='{wrong}']")
+    page.wait_for_function("document.getElementById('photo-thanks').textContent.includes('stored')")
+    assert total() == before + 1
+    assert page.text_content("#number") == truth[0] + str(wrong) + truth[2:]
+    assert page.is_disabled(f"#photo-digits .digit:nth-child(2) .fix button[data-digit='{wrong}']")
+
+
+def test_a_photo_that_is_not_a_picture_or_has_no_number_says_so(page, tmp_path):
+    from PIL import Image
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    read_photo(page, text)
+    assert "not an image" in page.text_content("#photo-status")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (400, 300), 255).save(blank)
+    read_photo(page, blank)
+    said = page.text_content("#photo-status")
+    assert said and "error" not in said, said  # the server's own sentence, not a bare status
+    assert page.text_content("#number") == "\u2013"

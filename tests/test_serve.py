@@ -78,6 +78,11 @@ def test_read_number(client, test_digits):
     assert all(type(d["top3"][0][0]) is int for d in answer["digits"])
     boxes = [d["box"] for d in answer["digits"]]
     assert boxes == sorted(boxes)  # left to right
+    # each digit's 28x28 comes back, so a correction of it can be sent as pixels
+    for d in answer["digits"]:
+        seen = np.array(d["input"])
+        assert seen.shape == (28, 28) and seen.max() > 200 and seen[0].max() == 0
+    assert answer["size"] == [row.shape[1], row.shape[0]] and answer["sheet"] is None
 
 
 @pytest.mark.parametrize(

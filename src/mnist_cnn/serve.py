@@ -96,6 +96,7 @@ class Digit(BaseModel):
     confidence: float
     top3: list[tuple[int, float]]
     box: list[int] = Field(description="x0, y0, x1, y1 in the image's pixels")
+    input: list[list[int]] = Field(description="the 28x28 the model saw: a correction's pixels")
 
 
 class NumberAnswer(BaseModel):
@@ -378,6 +379,8 @@ def create_app(
         gray, found, pieces = await off_the_loop(_locate_number, body)
         probs = await batcher(np.stack([seen for _, _, seen in pieces])[..., None])
         number, answers = predict.number_answer(pieces, probs, served.min_confidence)
+        for one, (_, _, seen) in zip(answers, pieces, strict=True):
+            one["input"] = seen.round().astype(int).tolist()
         sheet = None if found.sheet is None else np.round(found.sheet, 1).tolist()
         size = [int(gray.shape[1]), int(gray.shape[0])]
         return {"number": number, "digits": answers, "sheet": sheet, "size": size}

@@ -176,19 +176,24 @@ document.addEventListener("keydown", (event) => {
 async function correct(label) {
   const answer = lastAnswer;
   if (!answer) return;
+  const [ok, said] = await store(answer.input, label, answer.digit);
+  thanks.textContent = said;
+  if (ok) lastAnswer = null;  // one correction per drawing
+}
+
+// A correction (the 28x28 the model saw, the digit it really is) to the feedback store.
+async function store(pixels, label, predicted) {
   try {
     const response = await fetch("/api/feedback", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ pixels: answer.input, label, predicted: answer.digit }),
+      body: JSON.stringify({ pixels, label, predicted }),
     });
     const reply = await response.json();
-    thanks.textContent = response.ok
-      ? `thanks: ${reply.total} corrections stored`
-      : (reply.detail || `error ${response.status}`);
-    if (response.ok) lastAnswer = null;  // one correction per drawing
+    if (response.ok) return [true, `thanks: ${reply.total} corrections stored`];
+    return [false, reply.detail || `error ${response.status}`];
   } catch (err) {
-    thanks.textContent = `not stored (${err})`;
+    return [false, `not stored (${err})`];
   }
 }
 
@@ -202,3 +207,135 @@ fetch("/api/model").then((r) => r.json()).then((m) => {
 }).catch(() => {});
 
 clearPad();
+
+// Read a photo: shrunk in the browser to what the server reads (a phone photo is larger than a
+// request may be), sent to /api/read-number, shown with each digit boxed and correctable.
+const MAX_SIDE = 1024;
+const photoInput = document.getElementById("photo");
+const photoView = document.getElementById("photo-view");
+const photoStatus = document.getElementById("photo-status");
+const number = document.getElementById("number");
+const photoDigits = document.getElementById("photo-digits");
+const photoThanks = document.getElementById("photo-thanks");
+
+photoInput.addEventListener("change", () => {
+  if (photoInput.files.length) readPhoto(photoInput.files[0]);
+});
+
+async function readPhoto(file) {
+  number.setAttribute("aria-busy", "true");
+  photoStatus.textContent = "reading…";
+  photoThanks.textContent = "";
+  try {
+    const picture = await shrunk(file);
+    const body = new FormData();
+    body.append("file", await new Promise((r) => picture.toBlob(r, "image/jpeg", 0.92)), "photo.jpg");
+    const response = await fetch("/api/read-number", { method: "POST", body });
+    const answer = await response.json();
+    if (!response.ok) {
+      showPhoto(picture, null);
+      photoStatus.textContent = answer.detail || `error ${response.status}`;
+      return;
+    }
+    photoStatus.textContent = "";
+    showPhoto(picture, answer);
+  } catch (err) {
+    photoStatus.textContent = `could not read this photo (${err.message || err})`;
+  } finally {
+    number.setAttribute("aria-busy", "false");
+  }
+}
+
+async function shrunk(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    throw new Error("not an image the browser can open");
+  }
+  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return canvas;
+}
+
+function showPhoto(picture, answer) {
+  photoView.width = picture.width;
+  photoView.height = picture.height;
+  const view = photoView.getContext("2d");
+  view.drawImage(picture, 0, 0);
+  photoDigits.replaceChildren();
+  number.textContent = answer ? answer.number || "–" : "–";
+  photoView.dataset.boxes = answer ? answer.digits.length : 0;
+  if (!answer) return;
+  const k = picture.width / answer.size[0];
+  view.lineWidth = Math.max(2, picture.width / 300);
+  if (answer.sheet) {
+    view.strokeStyle = "#3b6fd8";
+    view.beginPath();
+    answer.sheet.forEach(([x, y], i) => (i ? view.lineTo(x * k, y * k) : view.moveTo(x * k, y * k)));
+    view.closePath();
+    view.stroke();
+  }
+  answer.digits.forEach((d, i) => {
+    const [x0, y0, x1, y1] = d.box.map((v) => v * k);
+    view.strokeStyle = view.fillStyle = d.digit === null ? "#d26a00" : "#1b9e4b";
+    view.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    view.font = `bold ${Math.max(14, (y1 - y0) * 0.4)}px system-ui, sans-serif`;
+    const text = d.digit === null ? "?" : String(d.digit);  // its confidence is on its card
+    view.fillText(text, x0, y0 > 24 ? y0 - view.lineWidth * 2 : y1 + 20);
+    photoDigits.appendChild(digitCard(d, i, answer));
+  });
+}
+
+// One digit: its 28x28, its reading (or "?" and the likeliest digits), and 0-9 to correct it.
+function digitCard(d, i, answer) {
+  const card = document.createElement("div");
+  card.className = d.digit === null ? "digit unsure" : "digit";
+  const seen28 = document.createElement("canvas");
+  seen28.width = seen28.height = 28;
+  const image = seen28.getContext("2d").createImageData(28, 28);
+  d.input.flat().forEach((v, j) => {
+    image.data.set([v, v, v, 255], 4 * j);
+  });
+  seen28.getContext("2d").putImageData(image, 0, 0);
+  const read = document.createElement("div");
+  read.className = "read";
+  read.textContent = d.digit === null ? "?" : String(d.digit);
+  const alt = document.createElement("div");
+  alt.className = "alt";
+  alt.textContent = d.digit === null
+    ? "maybe " + d.top3.map(([g, p]) => `${g} (${Math.round(100 * p)}%)`).join(", ")
+    : `${(100 * d.confidence).toFixed(1)}%`;
+  card.append(seen28, read, alt);
+  if (feedback.dataset.enabled === "yes") card.appendChild(fixButtons(d, i, answer, read));
+  return card;
+}
+
+function fixButtons(d, i, answer, read) {
+  const fix = document.createElement("div");
+  fix.className = "fix";
+  fix.setAttribute("aria-label", `digit ${i + 1} is really`);
+  for (let g = 0; g < 10; g++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = g;
+    button.dataset.digit = g;
+    button.addEventListener("click", async () => {
+      const [ok, said] = await store(d.input, g, d.digit);
+      photoThanks.textContent = said;
+      if (!ok) return;
+      fix.querySelectorAll("button").forEach((b) => {  // one correction per digit
+        b.classList.toggle("chosen", b === button);
+        b.disabled = true;
+      });
+      read.textContent = String(g);
+      answer.digits[i] = { ...d, digit: g, fixed: true };
+      number.textContent = answer.digits.map((e) => (e.digit === null ? "?" : e.digit)).join("");
+    });
+    fix.appendChild(button);
+  }
+  return fix;
+}
