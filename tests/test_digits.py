@@ -123,6 +123,45 @@ def test_touching_digits_are_split_and_broken_ones_joined(test_digits):
     assert len(digits.segment(seven)) == 1
 
 
+@pytest.fixture(scope="module")
+def classify():
+    from mnist_cnn import engines
+
+    return engines.classifier(engine="onnx-int8")  # the packaged model, as a user reads with
+
+
+def first(y, digit: int) -> int:
+    return int(np.flatnonzero(y == digit)[0])
+
+
+def read(ink, classify) -> list[int]:
+    pieces = digits.segment(ink, classify)
+    seen = np.stack([digits._to_mnist(p) for _, _, p in pieces])[..., None]
+    return [int(d) for d in classify(seen).argmax(1)]
+
+
+def test_the_model_settles_how_marks_form_digits(test_digits, classify):
+    x, y = test_digits
+    # digits written wide: the plain cut halves them by their width alone, the model keeps
+    # each whole
+    ink = 255 - row_of(x[[first(y, d) for d in (1, 2, 3)]], gap=12)
+    wide = Image.fromarray(ink).resize((int(ink.shape[1] * 1.5), ink.shape[0]))
+    ink = np.asarray(wide, np.float32)
+    assert len(digits.segment(ink)) == 5
+    assert read(ink, classify) == [1, 2, 3]
+    # a dot between two digits is no digit (the plain cut reads it as one)
+    pair = 255 - row_of(x[[first(y, 7), first(y, 4)]], gap=40)
+    rows = np.flatnonzero(pair.any(1))
+    cols = np.flatnonzero(pair.any(0))
+    middle = (cols[0] + cols[-1]) // 2
+    pair[rows[-1] - 10 : rows[-1], middle - 5 : middle + 5] = 255
+    assert len(digits.segment(pair)) == 3
+    assert read(pair, classify) == [7, 4]
+    # two digits close together that each read well stay two
+    close = 255 - row_of(x[[first(y, 1), first(y, 0)]], gap=3)
+    assert read(close, classify) == [1, 0]
+
+
 # ------------------------------------------------------------------ hostile input
 
 

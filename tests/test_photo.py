@@ -9,8 +9,10 @@ import io
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from helpers import row_of
 from PIL import Image
 
 from mnist_cnn import digits, engines, photo, predict
@@ -34,9 +36,10 @@ def photos_of(condition: str, test_digits, count: int = 6, seed: int = 0):
         yield photos.compose(photos.mnist_inks(x[idx], height), condition, rng), list(y[idx])
 
 
-# Of 6 numbers, how many each condition reads today (the old single-threshold ink finder read
-# 0-1 of 6 in all but plain paper, pencil, a tilted camera and motion blur).
-NEEDED = {"squared paper": 4, "dim light": 3, "sticky note": 3, "whiteboard marker": 4}
+# Of 6 numbers, each condition reads 5 or 6 (the old single-threshold ink finder read 0-1 of
+# 6 in all but plain paper, pencil, a tilted camera and motion blur; before the small sheet's
+# holes were filled, 4 of 6 sticky notes)
+NEEDED = 5
 
 
 @pytest.mark.parametrize("condition", photos.CONDITIONS)
@@ -45,7 +48,7 @@ def test_numbers_in_each_kind_of_photo_are_read(condition, test_digits, classify
     for jpeg, truth in photos_of(condition, test_digits):
         got = photos.read_photo(jpeg, classify, predict.MIN_CONFIDENCE)
         read += [d for d, _ in got] == truth
-    assert read >= NEEDED.get(condition, 5), f"{condition}: {read} of 6 numbers read"
+    assert read >= NEEDED, f"{condition}: {read} of 6 numbers read"
 
 
 @pytest.mark.parametrize("condition", ["pencil", "shadow", "on a table", "form boxes"])
@@ -66,8 +69,6 @@ def test_the_sheet_on_a_table_is_found_and_boxes_map_back_into_it(test_digits):
     assert found.sheet is not None and found.sheet.shape == (4, 2)
     assert len(pieces) == len(truth)
     sheet = found.sheet.astype(np.float32)
-    import cv2
-
     for rows, cols, _ in pieces:  # every digit's box lies on the sheet, in the photo's pixels
         centre = ((cols.start + cols.stop) / 2, (rows.start + rows.stop) / 2)
         assert cv2.pointPolygonTest(sheet, centre, False) > 0
@@ -114,3 +115,36 @@ def test_show_input_with_number_writes_each_digit_and_the_boxes(test_digits, tmp
 
     [answer] = json.loads(capsys.readouterr().out)
     assert answer["sheet"] is not None and len(answer["digits"]) == len(truth)
+
+
+def test_the_narrow_tip_of_a_shadow_is_no_digit(test_digits):
+    """The paper's closing fills a shadow's tip where it is narrower than the closing, so
+    the tip looks like ink; what goes on just as dark past its outline is dropped."""
+    x = test_digits[0]
+    page = np.full((768, 1024), 235, np.float32)
+    row = row_of(x[:3], gap=20, scale=3)
+    page[300 : 300 + row.shape[0], 350 : 350 + row.shape[1]] *= row / 255
+    shade = np.zeros_like(page)
+    cv2.fillPoly(shade, [np.int32([(0, 520), (0, 768), (420, 768)])], 1)
+    cv2.fillPoly(shade, [np.int32([(1024, 0), (1024, 300), (700, 0)])], 1)
+    page *= 1 - 0.45 * cv2.GaussianBlur(shade, (0, 0), 2)
+    _, pieces = digits.locate_number(page)
+    assert len(pieces) == 3 and all(350 < cols.start < 700 for _, cols, _ in pieces)
+
+
+def test_a_pen_stroke_along_a_grid_line_stays():
+    """A fine pen's 7 with its bar written on a grid line: the bar is ink, darker than the
+    print, and stays when the grid goes (else the 7 reads as a 1)."""
+    from PIL import ImageDraw
+
+    page = Image.new("RGB", (900, 600), (240, 240, 236))
+    pen = ImageDraw.Draw(page)
+    for k in range(0, 20):
+        pen.line([(0, 50 * k + 10), (900, 50 * k + 10)], fill=(130, 150, 205), width=3)
+        pen.line([(50 * k + 25, 0), (50 * k + 25, 600)], fill=(130, 150, 205), width=3)
+    for left in (300, 480):  # two 7s, their bars on the line at y = 210
+        pen.line([(left, 210), (left + 90, 210), (left + 35, 360)], fill=(20, 20, 30), width=4)
+    gray = np.asarray(page.convert("L"), np.float32)
+    ink = photo.find_ink(gray).ink
+    assert (ink[206:215, 310:380] > 100).any(0).mean() > 0.9  # the bar, along its length
+    assert (ink[:, 100:250] == 0).all()  # and the grid is gone

@@ -437,7 +437,7 @@ def test_half_sent_headers_are_cut_off(small_run, monkeypatch):
 
 
 def test_an_unexpected_failure_in_image_work_is_a_400_and_one_log_line(client, monkeypatch, caplog):
-    def broken(gray):
+    def broken(gray, classify=None):
         raise ValueError("All-NaN slice encountered")
 
     monkeypatch.setattr(digits, "normalise", broken)

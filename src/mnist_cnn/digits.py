@@ -11,6 +11,7 @@ lean is first sheared back to their range. `segment` cuts a written number into 
 import io
 import itertools
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,10 @@ MAX_DIGITS = 40  # digits in one written number
 SPECK = 0.01  # a mark under this share of the largest one's area is no part of a number
 STROKE = 2.2  # MNIST's typical stroke width in the 20 px box, pixels
 MAX_SLANT = 0.6  # x moved per row down: 95% of MNIST's training digits lean less
+SMALL = 0.45  # a mark lower than this share of the writing's height is no digit alone
+WIDEST = 1.6  # pieces joined into one digit span at most this many writing heights
+JOIN = 3  # pieces one digit may be joined from
+SKIP = 0.5  # what leaving a small mark out of the number costs, as a probability
 
 
 __all__ = ["ImageError", "normalise", "number_pieces", "read_image", "segment", "to_gray"]
@@ -201,30 +206,57 @@ def _to_mnist(ink: np.ndarray) -> np.ndarray:
     return out
 
 
-def segment(ink: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
+def segment(
+    ink: np.ndarray, classify: "Callable[[np.ndarray], np.ndarray] | None" = None
+) -> list[tuple[slice, slice, np.ndarray]]:
     """The digits of a written number, left to right: (rows, cols, that digit's ink) each.
 
     Connected strokes are candidate digits. Pieces that sit above one another (a 5's loose
     cap, a broken 4) are merged; a blob much wider than the writing is tall is cut where the
-    ink is thinnest, since that is where two digits touch. The work is bounded: more than
-    MAX_MARKS separate marks, or more than MAX_DIGITS digits, is refused.
+    ink is thinnest, since that is where two digits touch. With `classify` (28x28x1 batches to
+    probabilities), the model then has the last word: neighbouring pieces are joined again
+    (a wide 2 cut in two, a 4 broken side by side) and small marks (a dot, a dash) left out,
+    wherever that makes the digits likelier. The work is bounded: more than MAX_MARKS
+    separate marks, or more than MAX_DIGITS pieces, is refused.
     """
     mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n > MAX_MARKS:
         raise ImageError(f"{n} separate marks: too many to read as a number (at most {MAX_MARKS})")
+    groups = _stacked(_marks(mask, labels, n))
+    height = _writing_height([b[1] - b[0] for b, _ in groups])
+    pieces, mark = [], []  # mark: which group each piece was cut from
+    for k, (box, group) in enumerate(groups):
+        rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
+        digit_ink = np.where(np.isin(labels[rows, cols], group), ink[rows, cols], 0)
+        parts = _split_touching(rows, cols, digit_ink, height)
+        pieces += parts
+        mark += [k] * len(parts)
+        if len(pieces) > MAX_DIGITS:
+            raise ImageError(f"more than {MAX_DIGITS} digits: not a number this reads")
+    if classify is None or not pieces:
+        return pieces
+    return _likeliest(pieces, mark, height, classify)
+
+
+def _marks(mask: np.ndarray, labels: np.ndarray, n: int) -> list:
+    """Each mark but specks as ([row0, row1, col0, col1], [its label]), left to right."""
     found = ndimage.find_objects(labels)
     sizes = ndimage.sum_labels(mask, labels, np.arange(1, n + 1)) if n else np.zeros(0)
     speck = sizes < SPECK * sizes.max() if n else sizes  # a pixel or two of a stroke's rim
-    groups = sorted(
+    return sorted(
         (
             ([b[0].start, b[0].stop, b[1].start, b[1].stop], [i + 1])
             for i, b in enumerate(found)
             if not speck[i]
         ),
-        key=lambda g: g[0][2],  # left to right
+        key=lambda g: g[0][2],
     )
-    while True:  # merge neighbours whose columns overlap by half the narrower one, until none do
+
+
+def _stacked(groups: list) -> list:
+    """Neighbours whose columns overlap by half the narrower one merged, until none do."""
+    while True:
         merged: list = []
         for box, group in groups:
             if merged:
@@ -241,17 +273,77 @@ def segment(ink: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
                     continue
             merged.append((list(box), list(group)))
         if len(merged) == len(groups):
-            break
+            return merged
         groups = merged
-    height = np.median([b[1] - b[0] for b, _ in groups]) if groups else 0
-    pieces = []
-    for box, group in groups:
-        rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
-        digit_ink = np.where(np.isin(labels[rows, cols], group), ink[rows, cols], 0)
-        pieces += _split_touching(rows, cols, digit_ink, height)
-        if len(pieces) > MAX_DIGITS:
-            raise ImageError(f"more than {MAX_DIGITS} digits: not a number this reads")
-    return pieces
+
+
+def _writing_height(heights: list[int]) -> float:
+    """How tall the digits are written: the median of the marks at least half the tallest
+    (a dot or a dash among them would pull a plain median down)."""
+    if not heights:
+        return 0.0
+    tall = [h for h in heights if h >= 0.5 * max(heights)]
+    return float(np.median(tall))
+
+
+def _likeliest(pieces: list, mark: list[int], height: float, classify: Callable) -> list:
+    """The reading of the pieces the model finds likeliest: each digit one piece or up to
+    JOIN neighbours joined (no wider than WIDEST heights), a small mark (under SMALL of the
+    height) never a digit alone but joined to one or left out. Scored by the sum of each
+    digit's log top probability; leaving a mark out costs log SKIP, and joining separate
+    marks log SKIP for each one joined (parts cut from one mark join freely): two digits
+    that each read well stay two."""
+    n = len(pieces)
+    small = [p[0].stop - p[0].start < SMALL * height for p in pieces]
+    spans = [
+        (j, i)
+        for i in range(1, n + 1)
+        for j in range(max(0, i - JOIN), i)
+        if _could_be_digit(pieces[j:i], height)
+    ]
+    if not spans:
+        return pieces
+    joined = {span: _join(pieces[span[0] : span[1]]) for span in spans}
+    probs = classify(np.stack([_to_mnist(joined[s][2]) for s in spans])[..., None])
+    cost = [np.log(SKIP) * (len(set(mark[j:i])) - 1) for j, i in spans]
+    score = dict(zip(spans, np.log(np.max(probs, axis=1) + 1e-9) + cost, strict=True))
+    best, back = [0.0] + [-np.inf] * n, [None] * (n + 1)
+    for i in range(1, n + 1):
+        if small[i - 1] and best[i - 1] + np.log(SKIP) > best[i]:
+            best[i], back[i] = best[i - 1] + np.log(SKIP), (i - 1, None)
+        for j in range(max(0, i - JOIN), i):
+            if (j, i) in score and best[j] + score[(j, i)] > best[i]:
+                best[i], back[i] = best[j] + score[(j, i)], (j, (j, i))
+    if back[n] is None:
+        return pieces
+    chosen, i = [], n
+    while i > 0:
+        i, span = back[i]
+        if span is not None:
+            chosen.append(joined[span])
+    return chosen[::-1]
+
+
+def _could_be_digit(pieces: list, height: float) -> bool:
+    top = min(p[0].start for p in pieces)
+    bottom = max(p[0].stop for p in pieces)
+    left, right = pieces[0][1].start, max(p[1].stop for p in pieces)
+    if bottom - top < SMALL * height:
+        return False
+    return len(pieces) == 1 or right - left <= WIDEST * height
+
+
+def _join(pieces: list) -> tuple[slice, slice, np.ndarray]:
+    """Pieces (rows, cols, ink) as one: the box round them all, their ink laid together."""
+    if len(pieces) == 1:
+        return pieces[0]
+    top, bottom = min(p[0].start for p in pieces), max(p[0].stop for p in pieces)
+    left, right = min(p[1].start for p in pieces), max(p[1].stop for p in pieces)
+    ink = np.zeros((bottom - top, right - left), np.float32)
+    for rows, cols, part in pieces:
+        window = ink[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
+        np.maximum(window, part, out=window)
+    return slice(top, bottom), slice(left, right), ink
 
 
 def _split_touching(rows: slice, cols: slice, ink: np.ndarray, height: float) -> list:
@@ -278,18 +370,23 @@ def _split_touching(rows: slice, cols: slice, ink: np.ndarray, height: float) ->
     ]
 
 
-def number_pieces(gray: np.ndarray) -> list[tuple[slice, slice, np.ndarray]]:
+def number_pieces(
+    gray: np.ndarray, classify: Callable | None = None
+) -> list[tuple[slice, slice, np.ndarray]]:
     """Each digit of a number written in a row, left to right: (rows, cols, its 28x28), the
-    rows and columns those of the picture."""
-    return locate_number(gray)[1]
+    rows and columns those of the picture. `classify` lets the model settle how the marks
+    form digits (see `segment`)."""
+    return locate_number(gray, classify)[1]
 
 
-def locate_number(gray: np.ndarray) -> tuple[photo.Ink, list[tuple[slice, slice, np.ndarray]]]:
+def locate_number(
+    gray: np.ndarray, classify: Callable | None = None
+) -> tuple[photo.Ink, list[tuple[slice, slice, np.ndarray]]]:
     """What the photo stage saw (the sheet, if one was cut out) and each digit of the number:
     (rows, cols, its 28x28), the box round the digit in the picture's own pixels."""
     found = photo.find_ink(np.asarray(gray, dtype=np.float32))
     pieces = []
-    for rows, cols, piece in segment(found.ink):
+    for rows, cols, piece in segment(found.ink, classify):
         x0, y0, x1, y1 = found.box_in_photo((cols.start, rows.start, cols.stop, rows.stop))
         pieces.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece)))
     return found, pieces

@@ -74,7 +74,8 @@ def find_ink(gray: np.ndarray) -> Ink:
         raise ImageError("no ink found: the image is blank or has too little contrast")
     mask, low = _ink_mask(darkness, noise)
     if min(mask.shape) >= 100:  # a small picture is one digit: it has no printed lines
-        mask = _drop_lines(mask)
+        mask = _drop_lines(mask, darkness)
+    mask = _drop_shadow_tips(mask, darkness, gray)
     mask = _drop_border_and_faint(mask, darkness)
     if not mask.any():
         raise ImageError("no ink found: only paper, lines or edges in the image")
@@ -134,6 +135,10 @@ def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
     mean = cv2.blur(small.astype(np.float32), (5, 5))
     spread = cv2.blur(small.astype(np.float32) ** 2, (5, 5)) - mean**2
     bright &= (spread < FLAT**2).astype(np.uint8)  # paper is even: a tablecloth's squares are not
+    # the writing leaves holes in the paper: filled, or a row of digits across a small sheet
+    # (a sticky note) would cut it in two below
+    outlines, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(bright, outlines, -1, 1, thickness=cv2.FILLED)
     r = max(2, round(0.04 * max(small.shape)))  # cuts off a tablecloth's bright squares
     bright = cv2.morphologyEx(
         bright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -272,9 +277,10 @@ def _ink_mask(darkness: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
 # ------------------------------------------------------------------ 4. what is not ink
 
 
-def _drop_lines(mask: np.ndarray) -> np.ndarray:
+def _drop_lines(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray:
     """Take out long straight printed lines (ruled, squared) and printed boxes; a stroke that
-    crossed a line is joined again where it did."""
+    crossed a line is joined again where it did, and one written along a line stays where
+    the pen is darker than the print."""
     frames = mask & ~_drop_frames(mask)
     mask = mask & ~frames
     h, w = mask.shape
@@ -312,20 +318,50 @@ def _drop_lines(mask: np.ndarray) -> np.ndarray:
     lines = (lines & mask) | frames
     if not lines.any():
         return mask
-    kept = _drop_between_lines(mask & ~lines, lines)
+    lines = _print_only(lines, mask & ~lines, darkness)
+    kept = _drop_between_lines(mask & ~lines, lines, thickness)
     # a stroke crossing a line: its pixels on the line come back where ink lies on both sides
     across = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, np.ones((2 * thickness + 1, 1), np.uint8))
     across |= cv2.morphologyEx(kept, cv2.MORPH_CLOSE, np.ones((1, 2 * thickness + 1), np.uint8))
     return kept | (across & lines)
 
 
-def _drop_between_lines(mask: np.ndarray, lines: np.ndarray) -> np.ndarray:
-    """A thin upright mark that runs from one printed line to the next is what is left of a
-    margin line or a box's side between them."""
+def _print_only(lines: np.ndarray, rest: np.ndarray, darkness: np.ndarray) -> np.ndarray:
+    """The printed lines' pixels without those of a pen stroke that runs along a line (a 7's
+    bar on a grid line): as dark as the writing, not as the print, and joined to writing
+    near by. Only where the pen is clearly darker than the print (as ink over a light grid
+    is; pencil is not, and goes with the lines)."""
+    printed, written = darkness[lines > 0], darkness[rest > 0]
+    if not written.size:
+        return lines
+    printed_level, written_level = float(np.median(printed)), float(np.median(written))
+    if written_level < 1.4 * printed_level:
+        return lines
+    inky = lines & (darkness > (printed_level + written_level) / 2).astype(np.uint8)
+    n, labels = cv2.connectedComponents(rest | inky, connectivity=8)
+    written_on = np.zeros(n, bool)
+    written_on[labels[rest > 0]] = True
+    written_on[0] = False
+    inky &= written_on[labels].astype(np.uint8)
+    # a long run is a dark printed line (a margin) that writing touches, not a stroke
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inky, connectivity=8)
+    h, w = inky.shape
+    short = (stats[:, 2] < LINE * w) & (stats[:, 3] < LINE * h)
+    short[0] = False
+    return lines & ~short[labels].astype(np.uint8)
+
+
+def _drop_between_lines(mask: np.ndarray, lines: np.ndarray, width: int) -> np.ndarray:
+    """A mark that runs straight up from one printed line to the next, no wider than a line,
+    is what is left of a margin line or a box's side between them (a 1 or a 7's stem there
+    leans, or is wider: it stays)."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     near = cv2.dilate(lines, np.ones((7, 7), np.uint8))
     drop = []
-    for i in np.flatnonzero((stats[1:, 3] >= 10) & (stats[1:, 2] * 4 <= stats[1:, 3])) + 1:
+    upright = (
+        (stats[1:, 3] >= 10) & (stats[1:, 2] * 4 <= stats[1:, 3]) & (stats[1:, 2] <= width + 1)
+    )
+    for i in np.flatnonzero(upright) + 1:
         x, y, bw, bh = stats[i, :4]
         mark = labels[y : y + bh, x : x + bw] == i
         if (
@@ -409,6 +445,32 @@ def _band_cover(mark: np.ndarray, tilt: int) -> np.ndarray:
     return ((cum[hi] - cum[lo]) > 0).sum(1)
 
 
+def _drop_shadow_tips(mask: np.ndarray, darkness: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """Drop a mark that goes on just as dark past its own outline: the narrow tip of a shadow,
+    which the paper's closing fills in (it is narrower than the closing) while the wide rest
+    of the shadow counts as paper. Round a stroke, the photo is paper, clearly brighter."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    if n < 2:
+        return mask
+    g = cv2.GaussianBlur(gray, (0, 0), 1.5)
+    on = mask > 0
+    which, dark, grey = labels[on], darkness[on], g[on]
+    peak = np.zeros(n, np.float32)
+    np.maximum.at(peak, which, dark)
+    core = dark >= 0.5 * peak[which]  # the mark's own grey, without its soft rim
+    level = np.bincount(which[core], grey[core], n) / np.maximum(
+        np.bincount(which[core], None, n), 1
+    )
+    ring = cv2.dilate(labels.astype(np.float32), np.ones((9, 9), np.uint8)).astype(np.int32)
+    ring[cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0] = 0  # 3-4 px out from each mark
+    round_ = ring[ring > 0]
+    alike = g[ring > 0] < 1.12 * level[round_]
+    share = np.bincount(round_, alike, n) / np.maximum(np.bincount(round_, None, n), 1)
+    tip = share > 0.15
+    tip[0] = False
+    return np.where(tip[labels], 0, mask).astype(np.uint8)
+
+
 def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray:
     """Drop what is not writing: a mark along the border that spans half the picture (a
     table, a paper edge) or is small beside the writing (a shadow's rim, a corner of the
@@ -432,11 +494,11 @@ def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray
         strength = np.bincount(which, darkness[on], n)[1:] / np.maximum(area, 1)
         firm = np.median(darkness[on][keep[which - 1]])
         keep &= strength >= 0.4 * firm
-    if keep.sum() > 1:  # a solid blob among strokes: a shadow's corner, a stain
-        depth = np.zeros(n, np.float32)
+    if keep.sum() > 1:  # a blob far thicker than the strokes, solid or cut by the border:
+        depth = np.zeros(n, np.float32)  # a shadow's corner, a stain
         np.maximum.at(depth, which, cv2.distanceTransform(mask, cv2.DIST_L2, 3)[on])
-        solid = area > 0.5 * bw * bh
-        keep &= ~solid | (depth[1:] <= 3 * np.median(depth[1:][keep]))
+        thick = depth[1:] > 3 * np.median(depth[1:][keep])
+        keep &= ~(thick & ((area > 0.5 * bw * bh) | border))
     if keep.any():
         keep &= area >= 0.05 * area[keep].max()
     table = np.concatenate([[False], keep])

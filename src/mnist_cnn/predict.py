@@ -63,7 +63,7 @@ def read_number(
     gray: np.ndarray, classify: Classifier, min_confidence: float = 0.0
 ) -> tuple[str, list[dict]]:
     """The digits of a number written in a row: (string, one answer per digit)."""
-    pieces = number_pieces(gray)
+    pieces = number_pieces(gray, classify)
     probs = classify(np.stack([seen for _, _, seen in pieces])[..., None])
     return number_answer(pieces, probs, min_confidence)
 
@@ -155,7 +155,7 @@ def read_number_files(
         results.append(result)
         try:
             gray = read_image(path)
-            found, pieces = locate_number(gray)
+            found, pieces = locate_number(gray, classify)
             probs = classify(np.stack([seen for _, _, seen in pieces])[..., None])
             result.number, result.digits = number_answer(pieces, probs, min_confidence)
             if found.sheet is not None:
@@ -250,7 +250,7 @@ class DigitReader:
 
     def read_number(self, image: "str | Path | bytes | Image.Image | np.ndarray") -> Number:
         """The digits written in a row in `image`, left to right."""
-        pieces = number_pieces(to_gray(image))
+        pieces = number_pieces(to_gray(image), self.classify)
         probs = self.classify(np.stack([seen for _, _, seen in pieces])[..., None])
         found = [
             self._digit(p, (cols.start, rows.start, cols.stop, rows.stop))

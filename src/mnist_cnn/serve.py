@@ -376,7 +376,12 @@ def create_app(
         """Several digits in a row (multipart field `file`, or the body as image/*)."""
         content_type = request.headers.get("content-type", "")
         body = await _image_bytes(request, content_type)
-        gray, found, pieces = await off_the_loop(_locate_number, body)
+        loop = asyncio.get_running_loop()
+
+        def classify(x: np.ndarray) -> np.ndarray:  # from the image thread, through the batches
+            return asyncio.run_coroutine_threadsafe(batcher(x), loop).result()
+
+        gray, found, pieces = await off_the_loop(_locate_number, body, classify)
         probs = await batcher(np.stack([seen for _, _, seen in pieces])[..., None])
         number, answers = predict.number_answer(pieces, probs, served.min_confidence)
         for one, (_, _, seen) in zip(answers, pieces, strict=True):
@@ -397,9 +402,9 @@ def create_app(
     return app
 
 
-def _locate_number(body: bytes) -> tuple:
+def _locate_number(body: bytes, classify: Classifier) -> tuple:
     gray = digits.read_image(body)
-    return (gray, *digits.locate_number(gray))
+    return (gray, *digits.locate_number(gray, classify))
 
 
 async def _image_bytes(request: Request, content_type: str) -> bytes:
