@@ -220,6 +220,8 @@ def segment(
     separate marks, or more than MAX_DIGITS pieces, is refused.
     """
     mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
+    top, left = _origin(mask)  # the writing is a small part of a photo: label only that part
+    mask, ink = mask[top:, left:], ink[top:, left:]
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n > MAX_MARKS:
         raise ImageError(f"{n} separate marks: too many to read as a number (at most {MAX_MARKS})")
@@ -234,9 +236,17 @@ def segment(
         mark += [k] * len(parts)
         if len(pieces) > MAX_DIGITS:
             raise ImageError(f"more than {MAX_DIGITS} digits: not a number this reads")
-    if classify is None or not pieces:
-        return pieces
-    return _likeliest(pieces, mark, height, classify)
+    if classify is not None and pieces:
+        pieces = _likeliest(pieces, mark, height, classify)
+    return [
+        (slice(r.start + top, r.stop + top), slice(c.start + left, c.stop + left), part)
+        for r, c, part in pieces
+    ]
+
+
+def _origin(mask: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return (int(rows[0]), int(cols[0])) if rows.size else (0, 0)
 
 
 def _marks(mask: np.ndarray, labels: np.ndarray, n: int) -> list:
@@ -295,18 +305,20 @@ def _likeliest(pieces: list, mark: list[int], height: float, classify: Callable)
     that each read well stay two."""
     n = len(pieces)
     small = [p[0].stop - p[0].start < SMALL * height for p in pieces]
-    spans = [
-        (j, i)
-        for i in range(1, n + 1)
-        for j in range(max(0, i - JOIN), i)
-        if _could_be_digit(pieces[j:i], height)
-    ]
-    if not spans:
-        return pieces
-    joined = {span: _join(pieces[span[0] : span[1]]) for span in spans}
-    probs = classify(np.stack([_to_mnist(joined[s][2]) for s in spans])[..., None])
-    cost = [np.log(SKIP) * (len(set(mark[j:i])) - 1) for j, i in spans]
-    score = dict(zip(spans, np.log(np.max(probs, axis=1) + 1e-9) + cost, strict=True))
+    joined = {(i, i + 1): pieces[i] for i in range(n) if not small[i]}
+    score = _scores(joined, {span: 0.0 for span in joined}, classify)
+    # pieces joined score at most their joining cost: worth reading only where the pieces
+    # read worse alone (a small one alone is left out, at log SKIP)
+    alone = [score.get((i, i + 1), np.log(SKIP)) for i in range(n)]
+    cost = {}
+    for i in range(2, n + 1):
+        for j in range(max(0, i - JOIN), i - 1):
+            price = np.log(SKIP) * (len(set(mark[j:i])) - 1)
+            if sum(alone[j:i]) < price and _could_be_digit(pieces[j:i], height):
+                cost[(j, i)] = price
+    several = {span: _join(pieces[span[0] : span[1]]) for span in cost}
+    score |= _scores(several, cost, classify)
+    joined |= several
     best, back = [0.0] + [-np.inf] * n, [None] * (n + 1)
     for i in range(1, n + 1):
         if small[i - 1] and best[i - 1] + np.log(SKIP) > best[i]:
@@ -322,6 +334,15 @@ def _likeliest(pieces: list, mark: list[int], height: float, classify: Callable)
         if span is not None:
             chosen.append(joined[span])
     return chosen[::-1]
+
+
+def _scores(spans: dict, cost: dict, classify: Callable) -> dict:
+    """Each span's log top probability, read by the model, plus its cost."""
+    if not spans:
+        return {}
+    probs = classify(np.stack([_to_mnist(piece[2]) for piece in spans.values()])[..., None])
+    top = np.log(np.max(probs, axis=1) + 1e-9)
+    return {span: float(t) + cost[span] for span, t in zip(spans, top, strict=True)}
 
 
 def _could_be_digit(pieces: list, height: float) -> bool:
