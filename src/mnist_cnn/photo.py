@@ -125,6 +125,8 @@ def _flatten_sheet(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.
     w, h = max(8, int(w * scale)), max(8, int(h * scale))
     flat = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
     to_sheet = cv2.getPerspectiveTransform(quad, flat)
+    if not np.isfinite(to_sheet).all() or abs(np.linalg.det(to_sheet)) < 1e-12:
+        return gray, None, None  # corners in a line: no sheet to straighten
     sheet = cv2.warpPerspective(
         gray, to_sheet, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
@@ -176,7 +178,12 @@ def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
     sides = np.linalg.norm(quad - np.roll(quad, 1, 0), axis=1)
     if sides.min() < 0.15 * min(h, w):
         return None  # a bright bar (a chalk stroke, a ruler), not a sheet
+    area = float(region.sum())
+    if abs(cv2.contourArea(quad) - area) > 0.25 * area:
+        return None  # the region is no four-sided sheet (a white digit drawn on black)
     quad = _order(quad)
+    if len(np.unique(quad, axis=0)) < 4:
+        return None  # no clear top-left, top-right, ... corners: a diamond
     quad = quad + 0.02 * (quad.mean(0) - quad)  # a little inside: no strip of table comes along
     return (quad / f).astype(np.float32)
 
