@@ -18,8 +18,13 @@ train: $(VENV)/.installed-train
 	$(BIN)/mnist-cnn train --out runs/classic-$$(date +%Y%m%d-%H%M%S)
 
 ## Lint, then the whole test suite (MNIST from MNIST_DATA_DIR, the user cache or a download).
+## The page tests drive a Chromium: the system's, else Playwright's (downloaded once if it can).
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	@for b in $(BROWSERS); do command -v $$b >/dev/null && exit 0; done; \
+		$(BIN)/python -m playwright install chromium || \
+		echo "no browser for the page tests: apt-get install chromium, or see docs/development.md"
 	$(BIN)/python -m pytest
 
 ## Every recipe side by side, several seeds each (about 30 minutes on 2 cores; docs/results.md).

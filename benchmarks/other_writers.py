@@ -19,17 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-FASHION = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 GOALS = {"top1": 0.98, "worst_digit_top1": 0.95, "unsure": 0.03, "answered_accuracy": 0.995}
 
 
-def fashion_images(folder: str, count: int = 1000) -> np.ndarray:
+def fashion_images(folder: str | None, count: int = 1000) -> np.ndarray:
+    """Fashion-MNIST test images from `folder`, else found as the package finds it."""
+    import os
+
     from mnist_cnn import data
 
-    path = Path(folder) / "t10k-images-idx3-ubyte.gz"
-    if not path.exists():
-        sys.exit(f"no {path}: apt-get install dataset-fashion-mnist, or give --fashion-dir")
-    return data.read_idx(path)[:count].astype(np.float32)
+    if folder:
+        os.environ["FASHION_MNIST_DATA_DIR"] = folder
+    try:
+        return data.load_fashion("test", limit=count)[..., 0]
+    except data.DataError as err:
+        sys.exit(f"other_writers: {err}")
 
 
 def report_set(probs: np.ndarray, y: np.ndarray, source: np.ndarray, t: float) -> dict:
@@ -53,7 +57,7 @@ def main() -> None:
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--count", type=int, default=1000, help="digits per set (1000)")
     p.add_argument("--min-confidence", type=float, help="threshold (default: the package's)")
-    p.add_argument("--fashion-dir", default=FASHION, help=f"Fashion-MNIST (default {FASHION})")
+    p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
     p.add_argument("--out", default=f"benchmarks/other-writers-{date.today()}.json")
     args = p.parse_args()
 

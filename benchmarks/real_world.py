@@ -14,6 +14,7 @@ model's accuracy on the raw 28x28 digits.
 import argparse
 import io
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -89,7 +90,6 @@ VARIANTS = [
 ]
 
 THRESHOLDS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
-FASHION = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 
 
 def as_photos(images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +130,7 @@ def main() -> None:
     p.add_argument("--model", required=True, help=".keras file, run folder, .onnx or .tflite")
     p.add_argument("--count", type=int, default=2000, help="test digits per variant (2000)")
     p.add_argument("--numbers", type=int, default=200, help="4-digit numbers per spacing (200)")
-    p.add_argument("--fashion-dir", default=FASHION, help=f"Fashion-MNIST (default {FASHION})")
+    p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
     p.add_argument("--out", default="real_world.json")
     args = p.parse_args()
 
@@ -163,10 +163,12 @@ def main() -> None:
         print(f"{name}: {right}/{args.numbers}", file=sys.stderr, flush=True)
     # "unsure": real digits (validation split, test digits as a photo) against 1,000 clothes
     val = data.load(val_size=5000, train_limit=5000)
-    images = Path(args.fashion_dir) / "t10k-images-idx3-ubyte.gz"
-    if not images.exists():
-        sys.exit(f"no {images}: apt-get install dataset-fashion-mnist, or give --fashion-dir")
-    fashion = data.read_idx(images)[:1000].astype(np.float32)
+    if args.fashion_dir:
+        os.environ["FASHION_MNIST_DATA_DIR"] = args.fashion_dir
+    try:
+        fashion = data.load_fashion("test", limit=1000)[..., 0]
+    except data.DataError as err:
+        sys.exit(f"real_world: {err}")
     rng = np.random.default_rng(2)
     no = np.zeros(len(fashion), bool)
     sets = {

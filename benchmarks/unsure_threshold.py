@@ -14,11 +14,10 @@ answer. Prints the curve as a table, writes it as JSON and plots it.
 
 import argparse
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
-
-import numpy as np
 
 GRID = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995]
 MIN_NON_DIGITS_UNSURE = 0.65  # of Fashion-MNIST training images
@@ -31,7 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file or run folder (default: the packaged model)")
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
-    p.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
     p.add_argument("--plot", default="docs/unsure-threshold.png")
     p.add_argument("--out", default=f"benchmarks/unsure-threshold-{date.today()}.json")
     args = p.parse_args()
@@ -44,10 +43,12 @@ def main() -> None:
     classify = engines.classifier(model, args.engine)
     ds = data.load(val_size=5000, test_limit=1)
     made = synth.training_digits(5000, VAL_SEED)
-    fashion_path = Path(args.fashion_dir) / "train-images-idx3-ubyte.gz"
-    if not fashion_path.exists():
-        sys.exit(f"no {fashion_path}: apt-get install dataset-fashion-mnist, or --fashion-dir")
-    fashion = data.read_idx(fashion_path)[:1000].astype(np.float32)[..., None]
+    if args.fashion_dir:
+        os.environ["FASHION_MNIST_DATA_DIR"] = args.fashion_dir
+    try:
+        fashion = data.load_fashion("train", limit=1000)
+    except data.DataError as err:
+        sys.exit(f"unsure_threshold: {err}")
     probs = {
         "MNIST validation": (classify(ds.x_val), ds.y_val),
         "other writers (training styles, unseen draws)": (classify(made.x[..., None]), made.y),

@@ -8,7 +8,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import socket
 import struct
 import threading
@@ -111,6 +110,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("MNIST_MIRRORS", dead_url())
+    monkeypatch.setenv("FASHION_MNIST_MIRRORS", dead_url())
+    monkeypatch.delenv("FASHION_MNIST_DATA_DIR", raising=False)
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setenv("NO_PROXY", "*")
 
@@ -559,6 +560,55 @@ def test_load_synthetic(synthetic_dir: Path) -> None:
         data.load(synthetic_dir, val_size=12)
 
 
+# ---------------------------------------------------------------- Fashion-MNIST
+
+
+@pytest.fixture
+def fashion_set(tmp_path, arrays, monkeypatch):
+    """Synthetic Fashion-MNIST files whose hashes data.FASHION_SHA256 expects, and no
+    system copy: (folder, hashes)."""
+    folder = tmp_path / "fashion-src"
+    hashes = write_set(folder, arrays)
+    for base, digest in hashes.items():
+        monkeypatch.setitem(data.FASHION_SHA256, base, digest)
+    monkeypatch.setattr(data, "FASHION_SYSTEM", tmp_path / "no-system-copy")
+    return folder, hashes
+
+
+def test_fashion_comes_from_the_env_the_cache_or_the_system_package(fashion_set, monkeypatch):
+    folder, _ = fashion_set
+    monkeypatch.setenv("FASHION_MNIST_DATA_DIR", str(folder))
+    assert data.fashion_dir() == folder
+    assert data.load_fashion("test").shape == (5, 28, 28, 1)
+    monkeypatch.delenv("FASHION_MNIST_DATA_DIR")
+    monkeypatch.setattr(data, "FASHION_SYSTEM", folder)  # as Debian's package puts it
+    assert data.fashion_dir() == folder
+    cache = data.cache_dir().parent / "fashion-mnist"
+    write_set(cache, synthetic_set(np.random.default_rng(1)))
+    assert data.fashion_dir() == cache  # the user's cache first
+
+
+def test_fashion_downloads_checked_into_the_cache(fashion_set, serve, monkeypatch, capsys):
+    folder, _ = fashion_set
+    good = serve(folder)
+    monkeypatch.setenv("FASHION_MNIST_MIRRORS", f"{dead_url()},{good.url}")
+    assert data.fashion_dir() == data.cache_dir().parent / "fashion-mnist"
+    assert data.load_fashion("train").shape == (12, 28, 28, 1)
+    assert len(good.requests) == 4 and "trying the next mirror" in capsys.readouterr().err
+    monkeypatch.setitem(data.FASHION_SHA256, "t10k-images-idx3-ubyte", "0" * 64)
+    (data.cache_dir().parent / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(data.DataError, match="dataset-fashion-mnist"):
+        data.fashion_dir()  # the mirror's copy is not what the hash says: nothing kept
+
+
+def test_fashion_that_cannot_be_had_says_how_to_get_it(fashion_set, tmp_path, monkeypatch):
+    with pytest.raises(data.DataError, match="FASHION_MNIST_DATA_DIR"):
+        data.fashion_dir(download_if_missing=False)
+    monkeypatch.setenv("FASHION_MNIST_DATA_DIR", str(tmp_path / "empty"))
+    with pytest.raises(data.DataError, match="lacks"):
+        data.fashion_dir()
+
+
 # ---------------------------------------------------------------- real MNIST
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -566,7 +616,7 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_real_mnist(mnist_dir: Path) -> None:
-    ds = data.load(os.environ["MNIST_DATA_DIR"], val_size=5000)
+    ds = data.load(mnist_dir, val_size=5000)  # found as the package finds it, env or not
     assert ds.x_train.shape == (55000, 28, 28, 1)
     assert ds.x_val.shape == (5000, 28, 28, 1)
     assert ds.x_test.shape == (10000, 28, 28, 1)

@@ -122,7 +122,7 @@ def test_killed_run_resumes_from_its_last_finished_epoch(mnist_dir, tmp_path):
         "--epochs",
         "5",
         "--train-limit",
-        "4000",
+        "2000",
         "--test-limit",
         "500",
         "--val-size",

@@ -218,9 +218,13 @@ const number = document.getElementById("number");
 const photoDigits = document.getElementById("photo-digits");
 const photoThanks = document.getElementById("photo-thanks");
 
-photoInput.addEventListener("change", () => {
-  if (photoInput.files.length) readPhoto(photoInput.files[0]);
-});
+// `capture` opens the camera straight away on a phone, with no way to pick a saved photo:
+// so one input for each
+for (const input of [photoInput, document.getElementById("camera")]) {
+  input.addEventListener("change", () => {
+    if (input.files.length) readPhoto(input.files[0]);
+  });
+}
 
 async function readPhoto(file) {
   number.setAttribute("aria-busy", "true");
