@@ -224,6 +224,9 @@ def test_a_photo_is_read_boxed_and_a_digit_corrected(page, server, tmp_path, tes
     # a phone offers its gallery for the one and opens the camera for the other
     assert page.get_attribute("#photo", "capture") is None
     assert page.get_attribute("#camera", "capture") == "environment"
+    page.click("#clear")  # a drawing waits for its correction while the photo is read
+    draw(page, STROKES[1])
+    settled(page, 1)
     path, truth = photo_file(tmp_path, test_digits)
     read_photo(page, path)
     assert page.text_content("#photo-status") == ""
@@ -244,6 +247,9 @@ def test_a_photo_is_read_boxed_and_a_digit_corrected(page, server, tmp_path, tes
     page.wait_for_function("document.getElementById('photo-thanks').textContent.includes('stored')")
     assert total() == before + 1
     assert page.text_content("#number") == truth[0] + str(wrong) + truth[2:]
+    page.keyboard.press("4")  # typed among the photo's buttons: no correction of the drawing
+    page.wait_for_timeout(300)
+    assert total() == before + 1
     assert page.is_disabled(f"#photo-digits .digit:nth-child(2) .fix button[data-digit='{wrong}']")
 
 

@@ -167,8 +167,15 @@ for (let d = 0; d < 10; d++) {
 document.getElementById("right").addEventListener("click", () => {
   if (lastAnswer && lastAnswer.digit !== null) correct(lastAnswer.digit);
 });
+// Keys correct the drawing only while the drawing is what the user last touched
+let inPhotos = false;
+for (const type of ["pointerdown", "focusin"]) {
+  document.addEventListener(type, (event) => {
+    inPhotos = Boolean(event.target.closest && event.target.closest("#photo-section"));
+  });
+}
 document.addEventListener("keydown", (event) => {
-  if (feedback.hidden || !lastAnswer) return;
+  if (feedback.hidden || !lastAnswer || inPhotos) return;
   if (event.key >= "0" && event.key <= "9") correct(Number(event.key));
   else if (event.key === "Enter" && lastAnswer.digit !== null) correct(lastAnswer.digit);
 });
