@@ -18,13 +18,11 @@ train: $(VENV)/.installed-train
 	$(BIN)/mnist-cnn train --out runs/classic-$$(date +%Y%m%d-%H%M%S)
 
 ## Lint, then the whole test suite (MNIST from MNIST_DATA_DIR, the user cache or a download).
-## The page tests drive a Chromium: the system's, else Playwright's (downloaded once if it can).
-BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
+## tests/prepare.py first gets what the tests need outside .venv: a browser for the page tests
+## and Fashion-MNIST (a download, else Debian's packages when run as root).
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	@for b in $(BROWSERS); do command -v $$b >/dev/null && exit 0; done; \
-		$(BIN)/python -m playwright install chromium || \
-		echo "no browser for the page tests: apt-get install chromium, or see docs/development.md"
+	$(BIN)/python tests/prepare.py
 	$(BIN)/python -m pytest
 
 ## Every recipe side by side, several seeds each (about 30 minutes on 2 cores; docs/results.md).
@@ -36,7 +34,7 @@ serve: $(VENV)/.installed-serve
 	$(BIN)/mnist-cnn serve
 
 ## Retrain the packaged model: the `writers` recipe with seeds 0 and 1, averaged into one model
-## (about 35 minutes on 2 cores; needs the fonts .ci/run installs), and put it in the package
+## (about 35 minutes on 2 cores), and put it in the package
 ## with its int8 ONNX twin (what `--engine auto` runs).
 PACKAGED_SEEDS ?= 0 1
 default-model: $(VENV)/.installed-dev

@@ -1,6 +1,8 @@
 """Test helpers shared by several test modules: made-up images and probabilities."""
 
 import io
+import shutil
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -77,3 +79,18 @@ def paper(digit: np.ndarray, scale: int = 4) -> np.ndarray:
     canvas = np.full((200, 260), 255, np.uint8)
     canvas[40 : 40 + 28 * scale, 60 : 60 + 28 * scale] = 255 - big
     return canvas
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_browser() -> str | None:
+    """A Chromium or Chrome to drive: the system's first, else the one Playwright downloaded."""
+    for name in BROWSERS:
+        if found := shutil.which(name):
+            return found
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        own = p.chromium.executable_path
+    return own if Path(own).exists() else None

@@ -1,5 +1,7 @@
 """Synthetic digits of other writers: seeded, labelled right, held-out ones kept from training."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,9 +70,9 @@ def test_steeply_slanted_held_out_8s_are_read_once_stood_upright(monkeypatch):
     assert upright >= 0.8 and upright >= leaning + 0.1, (leaning, upright)
 
 
-def test_missing_fonts_give_one_clear_error_naming_the_packages(monkeypatch, tmp_path):
-    monkeypatch.setattr(synth, "FONT_ROOT", tmp_path)
-    with pytest.raises(MnistCnnError, match=r"apt-get install .*fonts-comic-neue"):
+def test_a_missing_font_folder_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(synth, "FONT_DIR", tmp_path)
+    with pytest.raises(MnistCnnError, match=r"fonts are missing .*comic-neue.*reinstall"):
         synth.generate(10, "train", "fonts", 0.0, seed=0)
 
 
@@ -107,9 +109,18 @@ def test_training_with_synthetic_digits_learns_and_never_sees_held_out_ones(
     assert (model(made.x[..., None]).argmax(1) == made.y).mean() > 0.6
 
 
-def test_ci_installs_every_font_package():
-    from pathlib import Path
-
-    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
-    for package, _ in synth.FONTS.values():
-        assert package in ci, package
+def test_every_font_travels_with_its_licence_in_the_package():
+    """The fonts are package data (no system fonts), each family's licence beside its files."""
+    assert synth.FONT_DIR.is_relative_to(Path(synth.__file__).parent)
+    readme = (synth.FONT_DIR / "README.md").read_text()
+    for family, files in synth.font_files(synth.FONTS).items():
+        licence = (synth.FONT_DIR / family / "COPYRIGHT").read_text()
+        assert (
+            "Open Font License" in licence
+            or "General Public License" in licence
+            or ("Redistribution and use" in licence)
+        ), family
+        assert f"`{family}`" in readme, family
+        assert all(p.stat().st_size < 1_000_000 for p in files), family  # the big ones subset
+    for gpl in ("GPL-2", "GPL-3"):
+        assert "GNU GENERAL PUBLIC LICENSE" in (synth.FONT_DIR / gpl).read_text()

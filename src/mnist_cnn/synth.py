@@ -2,7 +2,7 @@
 
 MNIST's writers rarely put a foot on a 1, a bar through a 7 or a hook on a 9, and never sent a
 binarised scan. This module draws such digits two ways: every digit of a set of handwriting
-fonts that Debian packages, and pen trajectories of named writing styles ("1-flag-foot",
+fonts shipped with the package, and pen trajectories of named writing styles ("1-flag-foot",
 "7-crossed", "9-hooked", ...) with jittered control points, random slant, width and pen. Each
 one lands on a page as a user's picture does (dark ink on light paper, off-centre, sometimes a
 low-resolution binarised scan scaled back up) and goes through `digits.normalise`, the very
@@ -14,7 +14,6 @@ Everything is drawn from a numpy Generator, so a seed gives the same digits and 
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -23,37 +22,38 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from mnist_cnn.data import SIZE
 from mnist_cnn.errors import MnistCnnError
 
-FONT_ROOT = Path("/usr/share/fonts")
+FONT_DIR = Path(__file__).parent / "fonts"
 
-# family -> (Debian package, file patterns under FONT_ROOT). Outline, sketch and swash fonts
-# (fonts-femkeklaver, fonts-cabinsketch, fonts-joscelyn) are left out: nobody writes so.
-FONTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "comic-neue": ("fonts-comic-neue", ("opentype/comic-neue/ComicNeue-*.otf",)),
-    "because-we-build": ("fonts-bwht", ("opentype/bwht/BecauseWeBuild-Regular.otf",)),
-    "because-we-connect": ("fonts-bwht", ("opentype/bwht/BecauseWeConnect-Regular.otf",)),
-    "because-we-create": ("fonts-bwht", ("opentype/bwht/BecauseWeCreate-Regular.otf",)),
-    "because-we-learn": ("fonts-bwht", ("opentype/bwht/BecauseWeLearn-Regular.otf",)),
-    "because-we-mentor": ("fonts-bwht", ("opentype/bwht/BecauseWeMentor-Regular.otf",)),
-    "because-we-organize": ("fonts-bwht", ("opentype/bwht/BecauseWeOrganize-Regular.otf",)),
-    "dancing-script": ("fonts-dancingscript", ("opentype/dancingscript/DancingScript-*.otf",)),
-    "havana": ("fonts-havana", ("opentype/havana/Havana-Regular.otf",)),
-    "kaushan-script": ("fonts-kaushanscript", ("opentype/kaushanscript/*.otf",)),
-    "lobster": ("fonts-lobster", ("opentype/lobster/lobster.otf",)),
-    "breip": ("fonts-breip", ("truetype/breip/*.ttf",)),
-    "ecolier": ("fonts-ecolier-court", ("truetype/ecolier-court/Ecolier-court.ttf",)),
-    "kiloji": ("fonts-kiloji", ("truetype/kiloji/kiloji*.ttf",)),
-    "leckerli-one": ("fonts-leckerli-one", ("truetype/leckerli-one/*.ttf",)),
-    "seto": ("fonts-seto", ("truetype/seto/setofont.ttf",)),
-    "tomson-talks": ("fonts-tomsontalks", ("truetype/tomsontalks/TomsonTalks.ttf",)),
-    "yusei-magic": ("fonts-yusei-magic", ("truetype/yusei-magic/YuseiMagic-Regular.ttf",)),
-    "delphine": ("fonts-sjfonts", ("truetype/sjfonts/Delphine.ttf",)),
-    "steve-hand": ("fonts-sjfonts", ("truetype/sjfonts/SteveHand.ttf",)),
-    "dkg": ("fonts-dkg-handwriting", ("truetype/fifthhorseman/dkg*.ttf",)),
-    "kristi": ("fonts-kristi", ("truetype/kristi/Kristi.ttf",)),
-    "rufscript": ("fonts-rufscript", ("truetype/rufscript/Rufscript010.ttf",)),
-    "klee": ("fonts-klee", ("truetype/klee/KleeOne-*.ttf",)),
-    "humor-sans": ("fonts-humor-sans", ("truetype/humor-sans/Humor-Sans.ttf",)),
-}
+# Each family is a folder of FONT_DIR holding its font files (.ttf, .otf) and its licence;
+# fonts/README.md says where each came from. Outline, sketch and swash fonts (Femkeklaver, Cabin
+# Sketch, Joscelyn) are left out: nobody writes so.
+FONTS = (
+    "comic-neue",
+    "because-we-build",
+    "because-we-connect",
+    "because-we-create",
+    "because-we-learn",
+    "because-we-mentor",
+    "because-we-organize",
+    "dancing-script",
+    "havana",
+    "kaushan-script",
+    "lobster",
+    "breip",
+    "ecolier",
+    "kiloji",
+    "leckerli-one",
+    "seto",
+    "tomson-talks",
+    "yusei-magic",
+    "delphine",
+    "steve-hand",
+    "dkg",
+    "kristi",
+    "rufscript",
+    "klee",
+    "humor-sans",
+)
 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float) -> list:
@@ -164,16 +164,14 @@ SPLITS = {"train": (TRAIN_FONTS, TRAIN_STYLES), "held_out": (HELD_OUT_FONTS, HEL
 
 
 def font_files(families: tuple[str, ...]) -> dict[str, list[Path]]:
-    """Each family's font files; one clear error naming the Debian packages that are missing."""
-    found = {
-        f: sorted(Path(p) for pat in FONTS[f][1] for p in glob(str(FONT_ROOT / pat)))
-        for f in families
-    }
-    missing = sorted({FONTS[f][0] for f, files in found.items() if not files})
+    """Each family's font files; a family with none means a broken install, said in one line."""
+    found = {f: sorted((FONT_DIR / f).glob("*.[ot]tf")) for f in families}
+    missing = sorted(f for f, files in found.items() if not files)
     if missing:
         raise MnistCnnError(
-            f"handwriting fonts are missing ({', '.join(missing)}): install them with "
-            f"`apt-get install {' '.join(missing)}` (Debian/Ubuntu), then run this again"
+            f"handwriting fonts are missing from {FONT_DIR} ({', '.join(missing)}): "
+            "reinstall mnist-cnn (pip install --force-reinstall mnist-cnn, or pip install -e . "
+            "in a clone)"
         )
     return found
 
