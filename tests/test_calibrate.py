@@ -39,3 +39,21 @@ def test_training_calibrates_on_validation_and_records_it(small_run, mnist_dir):
     after = evaluate.predict_proba(models.load(small_run[0]), ds.x_test)
     before = calibrate.scaled(after, 1 / c["temperature"])
     assert evaluate.ece(after, ds.y_test) < evaluate.ece(before, ds.y_test)
+
+
+def test_an_ensemble_is_calibrated_through_each_member():
+    """One T for all members, fit on the mean of their scaled answers, folded into each: the
+    ensemble's answers are then that mean, and no answer's order changes."""
+    members = [models.build("fast"), models.build("fast")]
+    for m in members:
+        calibrate.fold_into(m, 0.3)  # overconfident, so that T has something to fix
+    ensemble = models.ensemble(members)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 255, (200, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 200)
+    each = [evaluate.predict_proba(m, x) for m in members]
+    found = calibrate.calibrate(ensemble, x, y)
+    t = found["temperature"]
+    assert t > 1 and found["val_loss_after"] < found["val_loss_before"]
+    expected = np.mean([calibrate.scaled(p, t) for p in each], axis=0)
+    assert np.allclose(evaluate.predict_proba(ensemble, x), expected, atol=1e-4)

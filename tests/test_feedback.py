@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from helpers import paper, png
+from PIL import Image
 
-from mnist_cnn import cli, data, feedback, serve, synth, train
+from mnist_cnn import cli, data, feedback, launch, serve, synth, train
 from mnist_cnn.errors import MnistCnnError
 
 WRITER = """
@@ -37,6 +38,9 @@ def test_the_store_keeps_pixels_and_labels_and_counts_them(tmp_path):
         "total": 3,
         "per_digit": {str(d): {3: 2, 7: 1}.get(d, 0) for d in range(10)},
         "model_was_wrong": 1,
+        "pending": 3,
+        "kept": 0,
+        "dropped": 0,
     }
     images, labels, ids = store.arrays()
     assert images.shape == (3, 28, 28) and np.array_equal(images[0], x)
@@ -48,7 +52,44 @@ def test_the_store_keeps_pixels_and_labels_and_counts_them(tmp_path):
     assert store.clear() == 3 and store.stats()["total"] == 0
     with sqlite3.connect(store.path) as db:  # what is stored: no addresses, no files
         columns = [r[1] for r in db.execute("PRAGMA table_info(corrections)")]
-    assert columns == ["id", "created", "label", "predicted", "pixels"]
+    assert columns == ["id", "created", "label", "predicted", "pixels", "kept"]
+
+
+def test_corrections_wait_for_review_and_only_kept_ones_are_learnt(tmp_path, capsys):
+    db = tmp_path / "f.sqlite3"
+    store = feedback.FeedbackStore(db)
+    ids = [store.add(np.full((28, 28), 20.0 * n), n % 10) for n in range(6)]
+    assert store.stats()["pending"] == 6 and len(store.arrays("kept")[2]) == 0
+    assert cli.main(["feedback", "review", "--db", str(db), "--out", str(tmp_path / "r.png")]) == 0
+    said = capsys.readouterr().out
+    assert "6 corrections wait for review" in said and "feedback keep" in said
+    sheet = Image.open(tmp_path / "r.png")
+    assert sheet.size[0] >= 6 * 3 * 28 and np.asarray(sheet).min() < 100  # digits drawn
+    assert cli.main(["feedback", "keep", *map(str, ids[:4]), "--db", str(db)]) == 0
+    assert cli.main(["feedback", "drop", str(ids[4]), "--db", str(db)]) == 0
+    assert cli.main(["feedback", "keep", "--db", str(db)]) == 2  # no ids: one line, no change
+    assert "needs correction ids" in capsys.readouterr().err
+    found = store.stats()
+    assert (found["pending"], found["kept"], found["dropped"]) == (1, 4, 1)
+    assert list(store.arrays("kept")[2]) == ids[:4]
+    assert [r["review"] for r in store.rows()] == ["pending", "dropped", *["kept"] * 4]
+    assert store.review(None, keep=True) == 1 and store.stats()["kept"] == 5
+
+
+def test_a_schema_1_database_is_brought_up_to_date_and_keeps_its_corrections(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE corrections (id INTEGER PRIMARY KEY, created REAL NOT NULL,
+                label INTEGER NOT NULL, predicted INTEGER, pixels BLOB NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');"""
+        )
+        db.execute("INSERT INTO corrections VALUES (1, 0, 4, NULL, ?)", (bytes(784),))
+    store = feedback.FeedbackStore(path)
+    assert store.stats()["total"] == 1 and store.stats()["pending"] == 1
+    store.add(np.zeros((28, 28)), 5, sender="10.0.0.1", per_minute=10)
+    assert store.stats()["total"] == 2 and store.integrity() == "ok"
 
 
 def test_a_full_store_and_a_newer_schema_say_so(tmp_path):
@@ -142,13 +183,52 @@ def test_bad_corrections_get_a_4xx_never_a_500(app_client, kwargs, status):
     assert r.status_code == status, r.text
 
 
-def test_a_client_sending_too_many_corrections_gets_429(small_run, tmp_path, monkeypatch):
+def test_the_rate_limit_is_one_for_all_workers(small_run, tmp_path, monkeypatch):
+    """Two apps on one database (two server processes): a client gets 3 a minute in all, not
+    3 from each; another client has its own 3; no address is stored."""
     monkeypatch.setattr(serve, "FEEDBACK_PER_MINUTE", 3)
-    app = serve.create_app(small_run[0], feedback_db=tmp_path / "f.sqlite3")
+    db = tmp_path / "f.sqlite3"
+    apps = [serve.create_app(small_run[0], feedback_db=db) for _ in range(2)]
+    body = {"pixels": [[0] * 28] * 28, "label": 1}
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        replies = [(a, b)[i % 2].post("/api/feedback", json=body) for i in range(5)]
+        other = TestClient(apps[1], client=("10.9.9.9", 50000))
+        assert other.post("/api/feedback", json=body).status_code == 201
+    assert [r.status_code for r in replies] == [201, 201, 201, 429, 429]
+    assert replies[-1].headers["retry-after"] == "60"
+    assert "a minute" in replies[-1].json()["detail"]
+    with sqlite3.connect(db) as con:
+        senders = [r[0] for r in con.execute("SELECT sender FROM senders")]
+    assert senders and "testclient" not in senders and "10.9.9.9" not in senders  # hashed
+
+
+def test_corrections_need_the_token_where_one_is_set(small_run, tmp_path):
+    app = serve.create_app(small_run[0], feedback_db=tmp_path / "f.sqlite3", feedback_token="s3")
     body = {"pixels": [[0] * 28] * 28, "label": 1}
     with TestClient(app) as c:
-        codes = [c.post("/api/feedback", json=body).status_code for _ in range(5)]
-    assert codes == [201, 201, 201, 429, 429]
+        assert c.post("/api/feedback", json=body).status_code == 401
+        wrong = c.post("/api/feedback", json=body, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "token" in wrong.json()["detail"]
+        right = c.post("/api/feedback", json=body, headers={"authorization": "Bearer s3"})
+        assert right.status_code == 201
+        assert c.post("/api/predict", json=body).status_code == 200  # reading needs none
+
+
+@pytest.mark.parametrize(
+    ("host", "needs"), [("127.0.0.1", False), ("::1", False), ("0.0.0.0", True), ("::", True)]
+)
+def test_listening_beyond_loopback_makes_a_token(host, needs, monkeypatch, capsys):
+    ran = {}
+    monkeypatch.delenv("MNIST_CNN_FEEDBACK_TOKEN", raising=False)
+    monkeypatch.setattr(launch, "_run", lambda settings, app, threads: ran.update(app))
+    launch.serve(1, host, 8123, feedback_db="default")
+    printed = capsys.readouterr().out
+    assert bool(ran["feedback_token"]) == needs
+    if needs:
+        assert len(ran["feedback_token"]) >= 20 and f"?token={ran['feedback_token']}" in printed
+    monkeypatch.setenv("MNIST_CNN_FEEDBACK_TOKEN", "from-env")
+    launch.serve(1, host, 8123, feedback_db="default")
+    assert ran["feedback_token"] == "from-env"
 
 
 def test_no_feedback_means_no_routes(small_run):
@@ -190,6 +270,9 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     made = synth.generate(60, "held_out", "fonts", 0.0, seed=5, only=("kristi",))
     for x, label in zip(made.x, made.y, strict=True):
         store.add(x, int(label))
+    store.add(np.zeros((28, 28)), 3)
+    store.review(None, keep=True)
+    store.add(np.full((28, 28), 255.0), 8)  # pending: never learnt
     out = tmp_path / "tuned"
     args = ["finetune", "--model", str(small_run[0]), "--feedback", str(db), "--out", str(out)]
     assert cli.main([*args, "--steps", "40", "--data-dir", str(mnist_dir)]) == 0
@@ -197,6 +280,8 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     before, after = metrics["before"], metrics["after"]
     assert after["corrections_held_out_accuracy"] >= before["corrections_held_out_accuracy"]
     assert after["mnist_test_accuracy"] > 0.8  # MNIST replay: it still reads MNIST
+    assert metrics["corrections"] == 61 and 0 < metrics["calibration"]["temperature"] < 20
+    assert {"corrections_held_out_unsure"} <= after.keys()
     history = json.loads((out / "history.json").read_text())
     assert history["loss"][-1] < 2.0
     for name in ("model.keras", "config.json", "curves.png", "confusion.png"):
@@ -207,8 +292,10 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     capsys.readouterr()
 
 
-def test_finetune_needs_some_corrections(small_run, tmp_path):
+def test_finetune_needs_some_kept_corrections(small_run, tmp_path):
     db = tmp_path / "f.sqlite3"
-    feedback.FeedbackStore(db).add(np.zeros((28, 28)), 1)
-    with pytest.raises(MnistCnnError, match="needs 10"):
+    store = feedback.FeedbackStore(db)
+    for _ in range(12):
+        store.add(np.zeros((28, 28)), 1)
+    with pytest.raises(MnistCnnError, match=r"0 kept corrections \(12 wait for review\).*review"):
         train.finetune(small_run[0], db, tmp_path / "out")

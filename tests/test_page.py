@@ -1,13 +1,13 @@
 """The draw-a-digit page in a real headless Chromium: draw with the mouse, read the answer.
 
-The browser is found the way a user has one: Debian's or Ubuntu's chromium (which .ci/run
-installs), Google Chrome, or the Chromium that `playwright install chromium` downloads (which
-`make test` runs when it finds none). None at all fails the test with what to install.
+The browser is found the way a user has one: Debian's or Ubuntu's chromium, Google Chrome, or
+the Chromium that `playwright install chromium` downloads (tests/prepare.py, which `make test`
+runs, gets one of these when none is there). None at all fails the test with what to install.
 """
 
+import contextlib
 import math
 import os
-import shutil
 import socket
 import threading
 import time
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from helpers import find_browser
 
 from mnist_cnn import serve
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -31,16 +31,8 @@ FLAGS = [
 
 
 def browser() -> str:
-    """A Chromium or Chrome to drive: the system's first, else Playwright's own."""
-    for name in BROWSERS:
-        if found := shutil.which(name):
-            return found
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        own = p.chromium.executable_path
-    if Path(own).exists():
-        return own
+    if found := find_browser():
+        return found
     pytest.fail(
         "no Chromium or Chrome found: apt-get install chromium (Debian, Ubuntu), or "
         ".venv/bin/python -m playwright install chromium",
@@ -48,12 +40,12 @@ def browser() -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def running(app):
+    """`app` on a free port of 127.0.0.1, in a thread: its address."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = serve.create_app()  # the packaged model, as a user gets it
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -62,22 +54,36 @@ def server():
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
-def page(server, tmp_path_factory):
+def server():
+    with running(serve.create_app()) as url:  # the packaged model, as a user gets it
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chromium():
     from playwright.sync_api import sync_playwright
 
     path = browser()
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=FLAGS, headless=True)
-        page = chromium.new_page(viewport={"width": 900, "height": 700})
-        page.goto(server)
-        yield page
-        chromium.close()
+        launched = p.chromium.launch(executable_path=path, args=FLAGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, chromium):
+    page = chromium.new_page(viewport={"width": 900, "height": 700})
+    page.goto(server)
+    yield page
+    page.close()
 
 
 def ellipse(rx: float, ry: float, n: int = 24) -> list[tuple[float, float]]:
@@ -266,3 +272,42 @@ def test_a_photo_that_is_not_a_picture_or_has_no_number_says_so(page, tmp_path):
     said = page.text_content("#photo-status")
     assert said and "error" not in said, said  # the server's own sentence, not a bare status
     assert page.text_content("#number") == "\u2013"
+
+
+def test_a_server_with_a_token_takes_corrections_from_the_address_it_printed(chromium, tmp_path):
+    """The page takes ?token= from its address (and drops it from the address bar); a page
+    opened without it asks for the token when a correction is refused."""
+    import json
+    import urllib.request
+
+    db = tmp_path / "f.sqlite3"
+    app = serve.create_app(feedback_db=db, feedback_token="page-secret")
+    with running(app) as url:
+
+        def total() -> int:
+            with urllib.request.urlopen(f"{url}/api/feedback/stats") as r:
+                return json.load(r)["total"]
+
+        def correct(page) -> None:
+            draw(page, STROKES[7])
+            settled(page, 7)
+            page.wait_for_selector("#feedback", state="visible")
+            page.click("#digits button[data-digit='1']")
+            stored(page, total)
+
+        page = chromium.new_page(viewport={"width": 900, "height": 700})
+        page.goto(f"{url}/?token=page-secret")
+        assert "token" not in page.url
+        correct(page)
+        assert total() == 1
+        asked = chromium.new_page(viewport={"width": 900, "height": 700})
+        prompts = []
+
+        def answer(dialog) -> None:
+            prompts.append(dialog.message)
+            dialog.accept("page-secret")
+
+        asked.on("dialog", answer)
+        asked.goto(url)
+        correct(asked)
+        assert total() == 2 and len(prompts) == 1 and "token" in prompts[0]

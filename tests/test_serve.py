@@ -2,16 +2,13 @@
 
 import asyncio
 import json
-import os
-import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from helpers import paper, png
 
-from mnist_cnn import cli, digits, engines, serve
+from mnist_cnn import digits, engines, serve
 
 
 @pytest.fixture(scope="module")
@@ -181,139 +178,6 @@ def test_onnx_engine_serves_the_same_answers(small_run, test_digits):
     assert np.allclose(r["probabilities"], expected, atol=1e-4)
 
 
-def test_worker_processes_take_their_settings_from_the_environment(small_run, monkeypatch):
-    monkeypatch.setenv("MNIST_CNN_MODEL", str(small_run[0]))
-    monkeypatch.setenv("MNIST_CNN_ENGINE", "keras")
-    monkeypatch.setenv("MNIST_CNN_MIN_CONFIDENCE", "0.7")
-    monkeypatch.setenv("MNIST_CNN_THREADS", "1")
-    with TestClient(serve.app_from_env()) as c:
-        info = c.get("/api/model").json()
-    assert info["min_confidence"] == 0.7 and info["params"] == 225_034
-
-
-def test_serve_command_with_two_workers_answers(small_run, test_digits, tmp_path):
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "mnist_cnn", "serve", "--model", str(small_run[0])]
-    server = subprocess.Popen([*command, "--port", str(port), "--workers", "2"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, "the server exited"
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                    assert json.loads(r.read()) == {"status": "ok"}
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "no answer from the server"
-                time.sleep(0.5)
-        body = json.dumps({"pixels": test_digits[0][0].tolist()}).encode()
-        request = urllib.request.Request(
-            url + "/api/predict", body, {"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            assert len(json.loads(r.read())["probabilities"]) == 10
-        # each process listens on its own socket (SO_REUSEPORT), so the kernel spreads a burst
-        # of connections over both: fewer than 8 of 40 on one happens about 1 in 20,000 (a
-        # shared socket hands most of a burst to whichever process wakes first)
-        listeners = _children(server.pid)
-        while len(listeners) < 2:  # the other one may still be loading its model
-            assert time.monotonic() < deadline, f"{len(listeners)} of 2 workers listen"
-            time.sleep(0.5)
-            listeners = _children(server.pid)
-        assert len(listeners) == 2
-        # a socket of its own each (uvicorn's --workers shares one, inherited, socket)
-        assert not set.intersection(*(_listening_inodes(pid) for pid in listeners))
-        sockets = [socket.socket() for _ in range(40)]
-        for s in sockets:  # all at once, as a load generator opens them
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-        time.sleep(1)
-        assert all(_connections(pid, port) >= 8 for pid in listeners)
-        for s in sockets:
-            s.close()
-    finally:
-        server.terminate()
-        assert server.wait(60) == 0  # a clean stop, that takes its workers with it
-    assert not [pid for pid in listeners if Path(f"/proc/{pid}").exists()]
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (the server's workers; spawn adds a resource tracker
-    that holds no socket, so keep those that listen)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return [k for k in kids if _listens(k)]
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def _tcp_rows() -> list[list[str]]:
-    rows = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if Path(table).exists():
-            rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
-    return rows
-
-
-def _listening_inodes(pid: int) -> set[str]:
-    inodes = _socket_inodes(pid)
-    return {row[9] for row in _tcp_rows() if row[3] == "0A" and row[9] in inodes}  # 0A: LISTEN
-
-
-def _listens(pid: int) -> bool:
-    return bool(_listening_inodes(pid))
-
-
-def _connections(pid: int, port: int) -> int:
-    """Established connections to `port` that process `pid` holds."""
-    inodes = _socket_inodes(pid)
-    local = f":{port:04X}"
-    return sum(
-        row[3] == "01" and row[1].endswith(local) and row[9] in inodes for row in _tcp_rows()
-    )
-
-
-def test_serve_refuses_a_port_in_use(small_run, capsys):
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        args = ["serve", "--model", str(small_run[0]), "--port", str(port), "--workers", "2"]
-        assert cli.main(args) == 2
-    assert "cannot listen" in capsys.readouterr().err
-
-
-def test_serve_command_reports_a_missing_model(tmp_path, capsys):
-
-    code = cli.main(["serve", "--model", str(tmp_path / "nope.keras"), "--workers", "2"])
-    assert code == 2 and "no model at" in capsys.readouterr().err
-
-
 # ------------------------------------------------------------------ hostile clients
 
 
@@ -401,39 +265,59 @@ def test_a_stalled_body_gets_408_and_a_vanished_client_one_log_line(small_run, m
         assert len(lines) == 1 and lines[0].exc_info is None and "client left" in lines[0].message
 
 
-def test_half_sent_headers_are_cut_off(small_run, monkeypatch):
-    import threading
-    import time
-
-    import uvicorn
-
-    monkeypatch.setattr(serve, "HEADER_TIMEOUT", 0.5)
+def test_uploads_held_at_once_are_bounded_per_client_and_in_all(small_run, monkeypatch):
+    """Stalled uploads hold at most the client's share of the body budget: the next one gets
+    503 with Retry-After, another client is still served, and the memory is let go."""
+    monkeypatch.setattr(serve, "CLIENT_BODY_BUDGET", 3 * serve.MAX_BODY)
     app = serve.create_app(small_run[0] / "model.keras")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=serve.http_protocol(), **serve.UVICORN
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-            started = time.perf_counter()
-            assert conn.recv(100) == b""  # the server closed it
-            assert time.perf_counter() - started < 4
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert b"200 OK" in conn.recv(1000)  # whole requests are answered as ever
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    chunk = b"\0" * (serve.MAX_BODY - 1)
+    statuses: dict[str, list[int]] = {"stalled": [], "other": []}
+
+    def scope(host: str) -> dict:
+        return {
+            "type": "http", "method": "POST", "path": "/api/predict",
+            "raw_path": b"/api/predict", "query_string": b"",
+            "headers": [(b"content-type", b"image/png")], "client": (host, 5),
+            "server": ("127.0.0.1", 80), "scheme": "http", "http_version": "1.1",
+            "root_path": "",
+        }  # fmt: skip
+
+    async def upload(host: str, kind: str, release: asyncio.Event) -> None:
+        parts = [{"type": "http.request", "body": chunk, "more_body": True}]
+
+        async def receive():
+            if parts:
+                return parts.pop()
+            await release.wait()
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses[kind].append(message["status"])
+                if kind == "stalled" and message["status"] == 503:
+                    assert (b"retry-after", b"1") in message["headers"]
+
+        await app(scope(host), receive, send)
+
+    async def burst() -> None:
+        release = asyncio.Event()
+        stalled = [asyncio.create_task(upload("10.0.0.9", "stalled", release)) for _ in range(6)]
+        await asyncio.sleep(0.5)
+        other = asyncio.Event()
+        other.set()
+        await upload("10.0.0.1", "other", other)  # served while the six stall
+        held = app.middleware_stack
+        while not isinstance(held, serve.LimitBody):
+            held = held.app
+        assert held.held == 3 * len(chunk)  # the three stalled ones that were let in
+        release.set()
+        await asyncio.gather(*stalled)
+        assert held.held == 0 and not held.by_client
+
+    with TestClient(app):
+        asyncio.run(burst())
+    assert sorted(statuses["stalled"]) == [400, 400, 400, 503, 503, 503]  # (zeros: no image)
+    assert statuses["other"] == [400]
 
 
 def test_an_unexpected_failure_in_image_work_is_a_400_and_one_log_line(client, monkeypatch, caplog):

@@ -479,3 +479,13 @@ def test_steps_per_call_where_keras_runs_them(backend, strategy, expected, monke
     assert train._steps_per_call(cfg) == expected
     peer = train.make_config("classic-peer")  # as the Keras example: fit's default
     assert train._steps_per_call(peer) == 1
+
+
+def test_the_progress_bar_ends_at_the_epochs_step_count():
+    """With 4 steps per call, Keras' own bar ends an epoch of 10 steps at 12/10."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=4)
+    bar = train.Progress()
+    x, y = np.zeros((80, 4), "float32"), np.zeros(80, "int32")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=1, callbacks=[bar])
+    assert bar.target == 10 and bar.seen == 10

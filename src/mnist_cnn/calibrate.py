@@ -24,13 +24,16 @@ def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
-    """The T in [0.05, 20] that minimises the cross-entropy of scaled(probs, T) on (probs, y)."""
-    result = minimize_scalar(
-        lambda log_t: nll(scaled(probs, float(np.exp(log_t))), y),
-        bounds=(np.log(0.05), np.log(20.0)),
-        method="bounded",
-    )
+def fit_temperature(probs: np.ndarray | list[np.ndarray], y: np.ndarray) -> float:
+    """The T in [0.05, 20] that minimises the cross-entropy of scaled(probs, T) on (probs, y);
+    for a list (an ensemble's members), of the mean of each one scaled."""
+    members = probs if isinstance(probs, list) else [probs]
+
+    def loss(log_t: float) -> float:
+        t = float(np.exp(log_t))
+        return nll(np.mean([scaled(p, t) for p in members], axis=0), y)
+
+    result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))
 
 
@@ -43,10 +46,13 @@ def fold_into(model: keras.Model, temperature: float) -> None:
 
 
 def calibrate(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
-    """Fit T on the validation split, fold it into the model, and say what it changed."""
+    """Fit T on the validation split, fold it into the model (into each member of an
+    ensemble, whose mean then has no softmax of its own to scale), and say what it changed."""
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
     before = predict_proba(model, x_val)
-    temperature = fit_temperature(before, y_val)
-    fold_into(model, temperature)
+    temperature = fit_temperature([predict_proba(m, x_val) for m in members], y_val)
+    for member in members:
+        fold_into(member, temperature)
     after = predict_proba(model, x_val)
     return {
         "temperature": round(temperature, 6),

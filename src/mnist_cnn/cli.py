@@ -145,12 +145,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from mnist_cnn import serve
+    from mnist_cnn import launch
 
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops")
     db = None if args.no_feedback else (args.feedback_db or "default")
-    serve.serve(
-        args.model, args.host, args.port, args.engine, args.min_confidence, args.workers, db
+    launch.serve(
+        args.workers,
+        args.host,
+        args.port,
+        args.forwarded_allow_ips,
+        model=args.model,
+        engine=args.engine,
+        min_confidence=args.min_confidence,
+        feedback_db=db,
+        feedback_token=args.feedback_token,
     )
 
 
@@ -193,7 +201,8 @@ def cmd_feedback(args: argparse.Namespace) -> None:
             per = "  ".join(f"{d}:{n}" for d, n in found["per_digit"].items())
             print(
                 f"{found['total']} corrections ({found['model_was_wrong']} where the model "
-                f"was wrong) in {store.path}\nper digit  {per}"
+                f"was wrong) in {store.path}\nper digit  {per}\nreview     "
+                f"{found['pending']} pending, {found['kept']} kept, {found['dropped']} dropped"
             )
     elif args.action == "list":
         rows = store.rows(args.limit)
@@ -201,11 +210,27 @@ def cmd_feedback(args: argparse.Namespace) -> None:
             print(json.dumps(rows))
         for r in [] if args.json else rows:
             when = datetime.fromtimestamp(r["created"]).isoformat(" ", "seconds")
-            print(f"{r['id']:>7}  {when}  label {r['label']}  model said {r['predicted']}")
+            print(
+                f"{r['id']:>7}  {when}  label {r['label']}  model said {r['predicted']}  "
+                f"{r['review']}"
+            )
     elif args.action == "export":
         if not args.out:
             raise MnistCnnError("feedback export needs --out FILE.npz, or --out DIR --format idx")
         print(f"wrote {feedback.export(store, args.out, args.format)}")
+    elif args.action == "review":
+        sheet, shown = feedback.review_sheet(store, args.out or "review.png", args.limit or 100)
+        pending = store.stats()["pending"]
+        print(
+            f"{pending} corrections wait for review; the oldest {shown} are in {sheet} "
+            "(id: label). Keep the right ones: mnist-cnn feedback keep ID ... (or --all), "
+            "drop the others: mnist-cnn feedback drop ID ..."
+        )
+    elif args.action in ("keep", "drop"):
+        if not args.ids and not args.all:
+            raise MnistCnnError(f"feedback {args.action} needs correction ids, or --all pending")
+        changed = store.review(None if args.all else args.ids, keep=args.action == "keep")
+        print(f"{args.action}: {changed} corrections; {store.stats()['kept']} kept in all")
     else:
         print(f"deleted {store.clear()} corrections from {store.path}")
 
@@ -336,14 +361,31 @@ def parser() -> argparse.ArgumentParser:
         "--feedback-db", help="where users' corrections go (default: the user data dir's)"
     )
     v.add_argument("--no-feedback", action="store_true", help="no corrections: /api/feedback 404")
+    v.add_argument(
+        "--feedback-token",
+        help="what a correction must carry (Authorization: Bearer ...; default: "
+        "$MNIST_CNN_FEEDBACK_TOKEN; beyond loopback without one, a new token is printed)",
+    )
+    v.add_argument(
+        "--forwarded-allow-ips",
+        default="",
+        help="reverse proxies (comma-separated addresses) trusted to name the client in "
+        "X-Forwarded-For (default: none)",
+    )
     v.set_defaults(func=cmd_serve)
 
-    f = sub.add_parser("feedback", help="the corrections users sent: stats, list, export, clear")
-    f.add_argument("action", choices=["stats", "list", "export", "clear"])
+    f = sub.add_parser(
+        "feedback", help="the corrections users sent: stats, list, review, keep, drop, export"
+    )
+    f.add_argument("action", choices=["stats", "list", "review", "keep", "drop", "export", "clear"])
+    f.add_argument("ids", nargs="*", type=int, help="keep, drop: the corrections' ids")
+    f.add_argument("--all", action="store_true", help="keep, drop: every pending correction")
     f.add_argument("--db", help="the corrections database (default: the user data dir's)")
     f.add_argument("--json", action="store_true", help="JSON instead of text (stats, list)")
-    f.add_argument("--limit", type=POSITIVE, help="list: the newest N only")
-    f.add_argument("--out", help="export: a .npz file, or a folder with --format idx")
+    f.add_argument("--limit", type=POSITIVE, help="list: the newest N only; review: N (100)")
+    f.add_argument(
+        "--out", help="export: a .npz file, or a folder with --format idx; review: a PNG"
+    )
     f.add_argument("--format", choices=["npz", "idx"], default="npz", help="export (npz)")
     f.set_defaults(func=cmd_feedback)
 

@@ -11,11 +11,10 @@ import numpy as np
 from PIL import Image
 
 from mnist_cnn import engines
+from mnist_cnn.data import MIN_CONFIDENCE
 from mnist_cnn.digits import locate_number, normalise, number_pieces, read_image, to_gray
 from mnist_cnn.engines import Classifier
 from mnist_cnn.errors import MnistCnnError
-
-MIN_CONFIDENCE = 0.9  # the packaged model's "unsure" threshold (benchmarks/unsure_threshold.py)
 
 
 @dataclass

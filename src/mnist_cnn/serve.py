@@ -9,14 +9,10 @@ Bad input gets a JSON error with a 4xx status; a 500 means a bug.
 import asyncio
 import copy
 import gc
+import hmac
 import json
 import logging
-import multiprocessing
 import os
-import signal
-import socket
-import sys
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -37,35 +33,16 @@ from mnist_cnn import digits, engines, feedback, predict
 from mnist_cnn.data import NUM_CLASSES, SIZE
 from mnist_cnn.digits import ImageError
 from mnist_cnn.engines import Classifier
-from mnist_cnn.errors import MnistCnnError
 
 MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
+BODY_BUDGET = 64 * MAX_BODY  # bytes all bodies in flight may hold in one process: then 503
+CLIENT_BODY_BUDGET = 8 * MAX_BODY  # ... and those of one client address
 MAX_BATCH = 256  # most images one forward pass takes from the queue
 BODY_TIMEOUT = 10.0  # seconds a client may pause while sending its body: then 408
-HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive: then the connection closes
 IMAGE_SLOTS = max(1, os.cpu_count() or 1)  # images decoded and normalised at once, off the loop
 FEEDBACK_PER_MINUTE = 60  # corrections one client may send in a minute
+READY_WITHIN = 5.0  # seconds /readyz waits for the model's answer
 log = logging.getLogger("mnist_cnn.serve")
-
-
-class RateLimit:
-    """At most `count` events per `window` seconds for each key (a client's address), in
-    memory, per process; the table of keys is bounded too."""
-
-    def __init__(self, count: int, window: float, max_keys: int = 10_000):
-        self.count, self.window, self.max_keys = count, window, max_keys
-        self.seen: dict[str, list[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        if len(self.seen) >= self.max_keys:  # forget the quiet ones
-            self.seen = {k: v for k, v in self.seen.items() if v and now - v[-1] < self.window}
-        recent = [t for t in self.seen.get(key, []) if now - t < self.window]
-        if len(recent) >= self.count:
-            self.seen[key] = recent
-            return False
-        self.seen[key] = [*recent, now]
-        return True
 
 
 STATIC = resources.files("mnist_cnn") / "static"
@@ -153,10 +130,22 @@ class Served:
 
 
 class LimitBody:
-    """ASGI middleware: 413 for a body over `limit` bytes, declared or streamed."""
+    """ASGI middleware: 413 for a body over `limit` bytes, declared or streamed; 503 (Retry-After)
+    for a body that would take what is held of all bodies in flight over `budget`, or one
+    client's over `client_budget`: each request is bounded, and so is their sum, so a client
+    stalling hundreds of uploads can hold neither the memory nor the others' room."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY):
-        self.app, self.limit = app, limit
+    def __init__(
+        self,
+        app: Any,
+        limit: int | None = None,
+        budget: int | None = None,
+        client_budget: int | None = None,
+    ):
+        self.app, self.limit = app, MAX_BODY if limit is None else limit
+        self.budget = BODY_BUDGET if budget is None else budget
+        self.client_budget = CLIENT_BODY_BUDGET if client_budget is None else client_budget
+        self.held, self.by_client = 0, {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -164,6 +153,7 @@ class LimitBody:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _too_large(self.limit)(scope, receive, send)
+        client = (scope.get("client") or ("?",))[0]
         received, complete = 0, False
 
         async def counted() -> dict:
@@ -174,13 +164,30 @@ class LimitBody:
                 message = await asyncio.wait_for(receive(), BODY_TIMEOUT)
             except TimeoutError:
                 raise HTTPException(408, f"no body data for {BODY_TIMEOUT:.0f} s") from None
-            received += len(message.get("body", b""))
+            size = len(message.get("body", b""))
+            received += size
+            self._hold(client, size)
             complete = not message.get("more_body", False)
             if received > self.limit:
                 raise HTTPException(413, f"request body over {self.limit} bytes")
             return message
 
-        await self.app(scope, counted, send)
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            self._hold(client, -received)
+
+    def _hold(self, client: str, size: int) -> None:
+        self.held += size
+        mine = self.by_client.get(client, 0) + size
+        if mine > 0:
+            self.by_client[client] = mine
+        else:
+            self.by_client.pop(client, None)
+        if size > 0 and (self.held > self.budget or mine > self.client_budget):
+            raise HTTPException(
+                503, "the server holds too many uploads; try again", {"Retry-After": "1"}
+            )
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -207,11 +214,13 @@ def create_app(
     min_confidence: float | None = None,
     threads: int = 0,
     feedback_db: str | Path | None = "default",
+    feedback_token: str | None = None,
 ) -> FastAPI:
     """The app for `mnist-cnn serve`; the model loads here, once, before any request.
 
     feedback_db: where corrections go ("default": the user data dir's database; None: no
-    feedback routes)."""
+    feedback routes). feedback_token: what a correction must carry (`Authorization: Bearer
+    TOKEN`), else 401; None: none needed (the launcher asks for one beyond loopback)."""
     if feedback_db == "default":
         feedback_db = feedback.default_path()
     path = Path(model) if model is not None else engines.packaged_model()
@@ -295,7 +304,19 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """The process lives (for a liveness probe: it answers while the model is busy)."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """The model is loaded and answering: a blank digit goes through the batches in time
+        (for a readiness probe or a load balancer's health check)."""
+        blank = np.zeros((1, SIZE, SIZE, 1), np.float32)
+        try:
+            await asyncio.wait_for(batcher(blank), READY_WITHIN)
+        except TimeoutError:
+            return JSONResponse({"status": "busy"}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"status": "ready"})
 
     @app.get("/api/model")
     async def model_route() -> dict[str, Any]:
@@ -332,15 +353,13 @@ def create_app(
 
     if feedback_db is not None:  # (None: --no-feedback, and the routes are 404)
         store = feedback.FeedbackStore(feedback_db)
-        limit = RateLimit(FEEDBACK_PER_MINUTE, 60.0)
 
         @app.post("/api/feedback", status_code=201, openapi_extra=feedback_body)
         async def feedback_route(request: Request) -> dict[str, int]:
             """A correction: the digit the user really wrote. JSON {"pixels": 28x28, "label":
             0-9, "predicted": 0-9 or null}, or multipart `file` (normalised like /api/predict)
             with `label` (and `predicted`). Stores pixels and labels only."""
-            if not limit.allow(request.client.host if request.client else "?"):
-                raise HTTPException(429, f"at most {FEEDBACK_PER_MINUTE} corrections a minute")
+            _check_token(request, feedback_token)
             content_type = request.headers.get("content-type", "")
             if content_type.startswith("application/json"):
                 doc = _json(await request.body())
@@ -360,8 +379,15 @@ def create_app(
                 digit = await off_the_loop(lambda b: digits.normalise(digits.read_image(b)), body)
             else:
                 raise HTTPException(415, "send JSON pixels and a label, or multipart file + label")
+            # the client's address: behind a trusted proxy (--forwarded-allow-ips), the one
+            # the proxy names; the rate limit is shared by all workers through the database
+            sender = request.client.host if request.client else "?"
             try:
-                found = await run_in_threadpool(store.add, digit, label, predicted)
+                found = await run_in_threadpool(
+                    store.add, digit, label, predicted, sender, FEEDBACK_PER_MINUTE
+                )
+            except feedback.RateLimited as err:
+                raise HTTPException(429, str(err), {"Retry-After": "60"}) from None
             except feedback.FeedbackError as err:
                 raise HTTPException(507 if "full" in str(err) else 503, str(err)) from None
             return {"id": found, "total": (await run_in_threadpool(store.stats))["total"]}
@@ -400,6 +426,19 @@ def create_app(
         return Response(status_code=499)  # nobody is listening; nginx's code for this
 
     return app
+
+
+def _check_token(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(
+            401,
+            "corrections need this server's token: open the page at the address `mnist-cnn "
+            "serve` printed (it ends in ?token=...), or send Authorization: Bearer TOKEN",
+            {"WWW-Authenticate": "Bearer"},
+        )
 
 
 def _locate_number(body: bytes, classify: Classifier) -> tuple:
@@ -463,153 +502,3 @@ def _pixel_rows(rows: Any) -> np.ndarray:
     if not 0 <= x.min() <= x.max() <= 255:  # (orjson takes no NaN or Infinity)
         raise HTTPException(422, "pixels: values must lie between 0 and 255")
     return x
-
-
-def app_from_env() -> FastAPI:
-    """The app in each worker process of `serve(workers > 1)`, configured through the
-    environment, which the spawned processes inherit."""
-    threshold = os.environ.get("MNIST_CNN_MIN_CONFIDENCE")
-    db = os.environ.get("MNIST_CNN_FEEDBACK_DB", "default")
-    return create_app(
-        os.environ.get("MNIST_CNN_MODEL") or None,
-        os.environ.get("MNIST_CNN_ENGINE", "auto"),
-        float(threshold) if threshold else None,
-        int(os.environ.get("MNIST_CNN_THREADS", "0")),
-        None if db == "" else db,
-    )
-
-
-def serve(
-    model: str | Path | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    engine: str = "auto",
-    min_confidence: float | None = None,
-    workers: int = 1,
-    feedback_db: str | Path | None = "default",
-) -> None:
-    """Run the app with uvicorn until interrupted; workers > 1 runs that many processes, each
-    with its own copy of the model, sharing the port, and the cores: each process's runtime
-    gets cores / workers threads, so they do not fight over them."""
-    import uvicorn
-
-    if workers == 1:
-        app = create_app(model, engine, min_confidence, feedback_db=feedback_db)
-        uvicorn.run(app, host=host, port=port, http=http_protocol(), **UVICORN)
-        return
-    if model is not None and not Path(model).exists():
-        raise MnistCnnError(f"no model at {model}: give a .keras file, a run folder or an export")
-    os.environ["MNIST_CNN_MODEL"] = str(model or "")
-    os.environ["MNIST_CNN_ENGINE"] = engine
-    os.environ["MNIST_CNN_FEEDBACK_DB"] = "" if feedback_db is None else str(feedback_db)
-    os.environ["MNIST_CNN_MIN_CONFIDENCE"] = "" if min_confidence is None else str(min_confidence)
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    os.environ["MNIST_CNN_THREADS"] = threads  # ONNX Runtime, LiteRT
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)  # Keras on TensorFlow
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    _free_port(host, port)
-    spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no forked TF state
-    procs = [spawn.Process(target=_worker, args=(host, port)) for _ in range(workers)]
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        for proc in procs:
-            proc.start()
-        while all(proc.is_alive() for proc in procs):
-            procs[0].join(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()  # uvicorn finishes the requests in flight, then exits
-        for proc in procs:
-            proc.join(30)
-    failed = [proc.exitcode for proc in procs if proc.exitcode not in (0, -signal.SIGTERM)]
-    if failed:
-        raise MnistCnnError(f"a server process exited with code {failed[0]}; see its message above")
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _free_port(host: str, port: int) -> None:
-    """Refuse a port another program listens on (SO_REUSEPORT would otherwise share it).
-
-    SO_REUSEADDR, as servers set it: connections of a stopped server left in TIME_WAIT do not
-    hold the port."""
-    with socket.socket(_family(host)) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            raise MnistCnnError(
-                f"cannot listen on {host}:{port}: {err.strerror}; choose another --port"
-            ) from None
-
-
-def _worker(host: str, port: int) -> None:
-    """One server process with its own listening socket on the shared port (SO_REUSEPORT).
-
-    The kernel then spreads new connections evenly over the processes. With one socket shared
-    by all (uvicorn's --workers), whichever process wakes first accepts a whole burst: 39 of 50
-    connections went to one of two processes, which set the latency of most requests.
-    """
-    import uvicorn
-
-    sock = socket.socket(_family(host))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    config = uvicorn.Config(app_from_env, factory=True, http=http_protocol(), **UVICORN)
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except MnistCnnError as err:  # e.g. no int8 twin beside the model: one line, no traceback
-        print(f"mnist-cnn: error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-UVICORN = {
-    "log_level": "warning",
-    "access_log": False,
-    "timeout_keep_alive": 5,  # an idle connection closes after 5 s
-    "h11_max_incomplete_event_size": 16 * 1024,  # headers larger than 16 KB are refused
-    "limit_concurrency": 1000,  # more connections at once get 503 instead of memory
-}
-
-
-def http_protocol() -> type:
-    """uvicorn's HTTP protocol, closing any connection whose request headers do not arrive
-    within HEADER_TIMEOUT (uvicorn times out idle connections only after a first response)."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class Guarded(HttpToolsProtocol):
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.heads = 0
-            self.arm()
-
-        def arm(self) -> None:
-            self.deadline = self.loop.call_later(HEADER_TIMEOUT, self.expire, self.heads)
-
-        def expire(self, heads_then: int) -> None:
-            busy = self.cycle is not None and not self.cycle.response_complete
-            if self.heads == heads_then and not busy:
-                self.transport.close()  # no new request head in time, and none in progress
-            elif not self.transport.is_closing():
-                self.arm()
-
-        def on_headers_complete(self) -> None:
-            self.heads += 1
-            super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.deadline.cancel()
-            super().connection_lost(exc)
-
-    return Guarded

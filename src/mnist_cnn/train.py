@@ -26,7 +26,7 @@ from mnist_cnn import (
     plots,
     synth,
 )
-from mnist_cnn.data import NUM_CLASSES
+from mnist_cnn.data import MIN_CONFIDENCE, NUM_CLASSES
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.recipes import TrainConfig, make_config  # noqa: F401  (train.make_config)
 
@@ -231,6 +231,14 @@ class EpochSync(keras.callbacks.Callback):
 SYNTHETIC_POOL = 20_000  # synthetic digits made per run (1-2 minutes); batches draw from them
 
 Probe = Callable[[keras.Model], dict[str, float]]
+
+
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, ending at the epoch's true step count: with several steps per call
+    Keras reports each call's last step number, past the end in an epoch's last call (448/430)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        super().on_train_batch_end(min(batch, self.target - 1) if self.target else batch, logs)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -514,7 +522,7 @@ def _train(
         **inputs,
         epochs=cfg.epochs,
         validation_data=validation,
-        callbacks=callbacks + extra_callbacks,
+        callbacks=callbacks + extra_callbacks + ([Progress()] if verbose else []),
         verbose=verbose,
     )
 
@@ -596,38 +604,46 @@ def finetune(
     data_dir: str | None = None,
     verbose: int | str = 0,
 ) -> TrainResult:
-    """Teach a trained model the handwriting in a corrections database, into a new run folder.
+    """Teach a trained model the corrections a person kept (`mnist-cnn feedback review`), into
+    a new run folder.
 
-    A share `holdout` of the corrections (at least one) is kept aside to score the model before
-    and after; the rest are an eighth of every batch, MNIST training digits the rest, so MNIST
-    accuracy holds (measured in benchmarks/feedback.py: more corrections per batch or more
-    steps read the user better and MNIST worse). The run folder is a normal one: predict,
-    serve and export take it.
+    A share `holdout` of them (at least one) is kept aside: half of it, with MNIST's validation
+    digits, recalibrates the model after training (as every recipe's run is calibrated: the
+    label smoothing here would otherwise leave it less sure, and more answers "unsure"); the
+    other half scores the model before and after. The rest are an eighth of every batch, MNIST
+    training digits the rest, so MNIST accuracy holds (measured in benchmarks/feedback.py:
+    more corrections per batch or more steps read the user better and MNIST worse). The run
+    folder is a normal one: predict, serve and export take it.
     """
     from mnist_cnn import feedback
 
     started = time.perf_counter()
     store = feedback.FeedbackStore(feedback_db)  # None: the user data dir's
-    x, y, ids = store.arrays()
+    x, y, ids = store.arrays("kept")
     if len(y) < 10:
-        raise MnistCnnError(f"{store.path} holds {len(y)} corrections: fine-tuning needs 10")
+        pending = store.stats()["pending"]
+        raise MnistCnnError(
+            f"{store.path} holds {len(y)} kept corrections ({pending} wait for review): "
+            "fine-tuning needs 10; review them with `mnist-cnn feedback review`"
+        )
     with artifacts.claim(out) as run:
         if (run / "config.json").exists():
             raise MnistCnnError(f"{run} already holds a run: choose another --out")
         keras.utils.set_random_seed(seed)
         order = np.random.default_rng(seed).permutation(len(y))
-        kept = max(1, round(holdout * len(y)))  # corrections set aside to score with
-        held, used = order[:kept], order[kept:]
-        ds = data.load(data_dir, val_size=0)
+        kept = max(1, round(holdout * len(y)))  # corrections set aside
+        calib, held, used = order[: kept // 2], order[kept // 2 : kept], order[kept:]
+        ds = data.load(data_dir)
         model = models.load(model_path)
 
         def scores(m: keras.Model) -> dict[str, float]:
-            def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
-                return float((evaluate.predict_proba(m, images).argmax(1) == labels).mean())
-
+            p = evaluate.predict_proba(m, x[held][..., None])
             return {
-                "corrections_held_out_accuracy": accuracy(x[held][..., None], y[held]),
-                "mnist_test_accuracy": accuracy(ds.x_test, ds.y_test),
+                "corrections_held_out_accuracy": float((p.argmax(1) == y[held]).mean()),
+                "corrections_held_out_unsure": float((p.max(1) < MIN_CONFIDENCE).mean()),
+                "mnist_test_accuracy": float(
+                    (evaluate.predict_proba(m, ds.x_test).argmax(1) == ds.y_test).mean()
+                ),
             }
 
         before = scores(model)
@@ -637,6 +653,7 @@ def finetune(
             "feedback_db": str(store.path.resolve()),
             "corrections": len(y),
             "held_out_ids": sorted(int(i) for i in ids[held]),
+            "calibration_ids": sorted(int(i) for i in ids[calib]),
             "steps": steps,
             "lr": lr,
             "batch_size": batch_size,
@@ -653,6 +670,8 @@ def finetune(
         fit_started = time.perf_counter()
         fitted = model.fit(batches, epochs=1, verbose=verbose)
         fit_seconds = time.perf_counter() - fit_started
+        x_cal = np.concatenate([ds.x_val, x[calib][..., None]])
+        calibration = calibrate.calibrate(model, x_cal, np.concatenate([ds.y_val, y[calib]]))
         artifacts.write_with(run / "model.keras", model.save)
         history = {k: [float(v) for v in vs] for k, vs in fitted.history.items()}
         history["epoch_seconds"] = [fit_seconds]
@@ -663,6 +682,7 @@ def finetune(
             **config,
             "before": before,
             "after": scores(saved),
+            "calibration": calibration,
             "train_seconds": round(fit_seconds, 3),
             "finetune_seconds": round(time.perf_counter() - started, 3),
             **environment(),

@@ -188,16 +188,37 @@ async function correct(label) {
   if (ok) lastAnswer = null;  // one correction per drawing
 }
 
+// A server that listens beyond its own machine wants a token with each correction: the page
+// takes it from its address (?token=..., as `mnist-cnn serve` prints it) and keeps it for the
+// tab, out of the address bar, so a copied link does not pass it on; else it asks once.
+const params = new URLSearchParams(location.search);
+let token = params.get("token") || sessionStorage.getItem("feedback-token") || "";
+if (params.has("token")) {
+  sessionStorage.setItem("feedback-token", token);
+  params.delete("token");
+  history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : ""));
+}
+
 // A correction (the 28x28 the model saw, the digit it really is) to the feedback store.
-async function store(pixels, label, predicted) {
+async function store(pixels, label, predicted, asked = false) {
   try {
+    const headers = { "content-type": "application/json" };
+    if (token) headers.authorization = `Bearer ${token}`;
     const response = await fetch("/api/feedback", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers,
       body: JSON.stringify({ pixels, label, predicted }),
     });
     const reply = await response.json();
     if (response.ok) return [true, `thanks: ${reply.total} corrections stored`];
+    if (response.status === 401 && !asked) {
+      const given = prompt("This server needs its token to store corrections:");
+      if (given) {
+        token = given.trim();
+        sessionStorage.setItem("feedback-token", token);
+        return store(pixels, label, predicted, true);
+      }
+    }
     return [false, reply.detail || `error ${response.status}`];
   } catch (err) {
     return [false, `not stored (${err})`];
