@@ -221,18 +221,18 @@ def test_listening_beyond_loopback_makes_a_token(host, needs, monkeypatch, capsy
     ran = {}
     monkeypatch.delenv("MNIST_CNN_FEEDBACK_TOKEN", raising=False)
     monkeypatch.setattr(launch, "_run", lambda settings, app, threads: ran.update(app))
-    launch.serve(1, host, 8123, feedback_db="default")
+    launch.serve(1, host, 8123)
     printed = capsys.readouterr().out
     assert bool(ran["feedback_token"]) == needs
     if needs:
         assert len(ran["feedback_token"]) >= 20 and f"?token={ran['feedback_token']}" in printed
     monkeypatch.setenv("MNIST_CNN_FEEDBACK_TOKEN", "from-env")
-    launch.serve(1, host, 8123, feedback_db="default")
+    launch.serve(1, host, 8123)
     assert ran["feedback_token"] == "from-env"
 
 
 def test_no_feedback_means_no_routes(small_run):
-    app = serve.create_app(small_run[0], feedback_db=None)
+    app = serve.create_app(small_run[0], feedback=False)
     with TestClient(app) as c:
         assert (
             c.post("/api/feedback", json={"pixels": [[0] * 28] * 28, "label": 1}).status_code == 404

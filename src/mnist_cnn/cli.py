@@ -13,8 +13,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 from mnist_cnn import recipes
-from mnist_cnn.engines import ENGINES
-from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.engines import ENGINES, INT8_NAME
+from mnist_cnn.errors import MnistCnnError, install_hint
 from mnist_cnn.export import FORMATS
 from mnist_cnn.recipes import RECIPES, TrainConfig
 
@@ -105,7 +105,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     source, beside = _model_path(args.model)
     model = models.load(source)
-    names = {"saved_model": "saved_model", "onnx-int8": "model-int8.onnx"}
+    names = {"saved_model": "saved_model", "onnx-int8": INT8_NAME}
     default = names.get(args.format, f"model.{args.format}")
     calibration = export.calibration_images(args.data_dir) if args.format == "onnx-int8" else None
     out = Path(args.out) if args.out else beside / default
@@ -148,7 +148,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from mnist_cnn import launch
 
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl+C stops")
-    db = None if args.no_feedback else (args.feedback_db or "default")
     launch.serve(
         args.workers,
         args.host,
@@ -157,7 +156,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         model=args.model,
         engine=args.engine,
         min_confidence=args.min_confidence,
-        feedback_db=db,
+        feedback=not args.no_feedback,
+        feedback_db=args.feedback_db,
         feedback_token=args.feedback_token,
     )
 
@@ -428,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(
             f"mnist-cnn: error: this needs {top}, which is not installed: "
-            f"pip install 'mnist-cnn[{EXTRAS[top]}]'",
+            f"{install_hint(EXTRAS[top])}",
             file=sys.stderr,
         )
         return 2

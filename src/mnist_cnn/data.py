@@ -63,6 +63,7 @@ FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-f
 SIZE = 28  # every image is SIZE x SIZE pixels
 IMAGE_SHAPE = (SIZE, SIZE)
 NUM_CLASSES = 10
+VAL_SIZE = 5000  # training images set aside for validation (a fixed split)
 # Below this top probability an answer is "unsure": the packaged model's threshold, which
 # its calibration makes mean about what it says (benchmarks/unsure_threshold.py).
 MIN_CONFIDENCE = 0.9
@@ -491,7 +492,7 @@ def load_arrays(
 
 
 def split_validation(
-    x: np.ndarray, y: np.ndarray, val_size: int = 5000, seed: int = 0
+    x: np.ndarray, y: np.ndarray, val_size: int = VAL_SIZE, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Carve `val_size` random examples out of a training set: x_train, y_train, x_val, y_val.
 
@@ -526,7 +527,7 @@ def _limit(
 
 def load(
     data_dir: str | Path | None = None,
-    val_size: int = 5000,
+    val_size: int = VAL_SIZE,
     train_limit: int | None = None,
     test_limit: int | None = None,
     split_seed: int = 0,

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.errors import MnistCnnError, install_hint
 
 Classifier = Callable[[np.ndarray], np.ndarray]
 ENGINES = ("auto", "keras", "onnx", "onnx-int8")
 INT8_NAME = "model-int8.onnx"  # an int8 twin sits beside its .keras model under this name
-_EXTRA = "pip install 'mnist-cnn[export]'"
 
 
 def packaged_model() -> Path:
@@ -101,7 +100,9 @@ def load_exported(path: str | Path, threads: int = 0) -> Classifier:
         if path.is_dir() and (path / "saved_model.pb").exists():
             return _saved_model(path)
     except ImportError as err:
-        raise MnistCnnError(f"running {path.name} needs {err.name}: {_EXTRA}") from None
+        raise MnistCnnError(
+            f"running {path.name} needs {err.name}: {install_hint('export')}"
+        ) from None
     except Exception as err:  # a runtime's own error on a damaged or foreign file
         why = f"{type(err).__name__}: {err}".splitlines()[0][:160]
         raise MnistCnnError(f"cannot load {path} as a model ({why})") from None

@@ -9,5 +9,10 @@ class MnistCnnError(Exception):
     """
 
 
+def install_hint(extra: str) -> str:
+    """How to add an optional part of the package (an extra of pyproject.toml)."""
+    return f"pip install 'mnist-cnn[{extra}]'"
+
+
 class ImageError(MnistCnnError):
     """A file that cannot be read as a digit: not an image, broken, too big, or blank."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from mnist_cnn import artifacts
 from mnist_cnn.data import SIZE
-from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.errors import MnistCnnError, install_hint
 
 if TYPE_CHECKING:  # Keras loads only when a model is exported, not for `mnist-cnn --help`
     import keras
@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # Keras loads only when a model is exported, not for `mnist-c
 FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "tflite": ".tflite", "saved_model": ""}
 CALIBRATION_SIZE = 1000  # training images that set the int8 ranges of every activation
 _KERAS_FORMAT = {"onnx": "onnx", "tflite": "litert", "saved_model": "tf_saved_model"}
-_EXTRA = "pip install 'mnist-cnn[export]'"
 
 
 def export(
@@ -54,7 +53,9 @@ def export(
     try:
         return (_replace_dir if fmt == "saved_model" else artifacts.write_with)(out, write)
     except ImportError as err:
-        raise MnistCnnError(f"export to {fmt} needs {err.name or err}: {_EXTRA}") from None
+        raise MnistCnnError(
+            f"export to {fmt} needs {err.name or err}: {install_hint('export')}"
+        ) from None
 
 
 def quantize(onnx_model: Path, out: Path, calibration: np.ndarray, batch: int = 50) -> None:
@@ -72,7 +73,9 @@ def quantize(onnx_model: Path, out: Path, calibration: np.ndarray, batch: int = 
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as err:
-        raise MnistCnnError(f"export to onnx-int8 needs {err.name}: {_EXTRA}") from None
+        raise MnistCnnError(
+            f"export to onnx-int8 needs {err.name}: {install_hint('export')}"
+        ) from None
 
     prepared = onnx_model.with_name("prepared.onnx")
     quant_pre_process(str(onnx_model), str(prepared))  # fold, infer shapes: better int8 graph

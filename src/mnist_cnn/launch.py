@@ -58,7 +58,7 @@ def serve(
     Listening beyond loopback, corrections need a token: `feedback_token`, else
     $MNIST_CNN_FEEDBACK_TOKEN, else a new one, printed in the page's address."""
     app = {**app, "feedback_token": app.get("feedback_token") or _token_env()}
-    if app.get("feedback_db") is not None and not _loopback(host) and not app["feedback_token"]:
+    if app.get("feedback", True) and not _loopback(host) and not app["feedback_token"]:
         app["feedback_token"] = secrets.token_urlsafe(16)
         shown = f"[{host}]" if ":" in host else host
         print(

@@ -175,7 +175,7 @@ def bfloat16_native() -> bool:
     (compute capability 8), a TPU, or on TensorFlow a CPU with AVX512-BF16 or AMX.
 
     Only there does mixed_bfloat16 train faster. Elsewhere it is emulated: `fast` took twice
-    as long in bfloat16 as in float32 with oneDNN held to AVX-512 without BF16 (2026-11-27).
+    as long in bfloat16 as in float32 with oneDNN held to AVX-512 without BF16.
     The CPUs of JAX and PyTorch are left out: not measured, float32 is the safe side.
     """
     backend = keras.backend.backend()

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_cnn.data import VAL_SIZE
 from mnist_cnn.errors import MnistCnnError
 
 # Keras dtype policies, and "auto": mixed_bfloat16 where the processor computes in bfloat16
@@ -85,7 +86,7 @@ class TrainConfig:
         low=1,
     )
     seed: int = setting(0, "seeds every random source")
-    val_size: int = setting(5000, "validation images carved from the training set", low=0)
+    val_size: int = setting(VAL_SIZE, "validation images carved from the training set", low=0)
     train_limit: int | None = setting(None, "train on the first N images only", low=1)
     test_limit: int | None = setting(None, "evaluate on the first N test images only", low=1)
     data_dir: str | None = setting(None, "folder with the four MNIST files (or MNIST_DATA_DIR)")
@@ -196,7 +197,7 @@ RECIPES["best-deep"] = {**RECIPES["robust"], "clean_epochs": 2}
 # higher on the validation split (99.5-99.6% against 99.4-99.5%) and trains faster.
 RECIPES["best"] = {**RECIPES["best-deep"], "architecture": "residual"}
 
-RENAMED = {"seed": "classic", "seed-peer": "classic-peer"}  # names used before 2026-11-26
+RENAMED = {"seed": "classic", "seed-peer": "classic-peer"}  # earlier names, still understood
 
 
 def _renamed(name: str) -> MnistCnnError:

@@ -92,10 +92,10 @@ class Trainer(keras.Model):
     With `epoch_steps` on JAX (without a multi-process distribution) a call of the train
     function gets a whole epoch's batches of indices, stacks them and runs Keras' own train
     step over them with `jax.lax.scan`: the host dispatches once an epoch instead of once a
-    step, which is what bounded short runs on a GPU (issue 19). A last, smaller batch runs as
+    step, which is what bounded short runs on a GPU. A last, smaller batch runs as
     one step of its own. `scan=None` does this on accelerators only: on the CPU, XLA runs the
-    scanned epoch about 4x slower than step by step (`fast`: 76-77 s against 16-19 s,
-    2026-11-27); True forces it (tests). Elsewhere it is a plain functional model.
+    scanned epoch about 4x slower than step by step (`fast`: 76-77 s against 16-19
+    s); True forces it (tests). Elsewhere it is a plain functional model.
     """
 
     def __init__(
@@ -615,17 +615,8 @@ def finetune(
     more corrections per batch or more steps read the user better and MNIST worse). The run
     folder is a normal one: predict, serve and export take it.
     """
-    from mnist_cnn import feedback
-
     started = time.perf_counter()
-    store = feedback.FeedbackStore(feedback_db)  # None: the user data dir's
-    x, y, ids = store.arrays("kept")
-    if len(y) < 10:
-        pending = store.stats()["pending"]
-        raise MnistCnnError(
-            f"{store.path} holds {len(y)} kept corrections ({pending} wait for review): "
-            "fine-tuning needs 10; review them with `mnist-cnn feedback review`"
-        )
+    store, (x, y, ids) = _kept_corrections(feedback_db)
     with artifacts.claim(out) as run:
         if (run / "config.json").exists():
             raise MnistCnnError(f"{run} already holds a run: choose another --out")
@@ -635,18 +626,7 @@ def finetune(
         calib, held, used = order[: kept // 2], order[kept // 2 : kept], order[kept:]
         ds = data.load(data_dir)
         model = models.load(model_path)
-
-        def scores(m: keras.Model) -> dict[str, float]:
-            p = evaluate.predict_proba(m, x[held][..., None])
-            return {
-                "corrections_held_out_accuracy": float((p.argmax(1) == y[held]).mean()),
-                "corrections_held_out_unsure": float((p.max(1) < MIN_CONFIDENCE).mean()),
-                "mnist_test_accuracy": float(
-                    (evaluate.predict_proba(m, ds.x_test).argmax(1) == ds.y_test).mean()
-                ),
-            }
-
-        before = scores(model)
+        before = _correction_scores(model, x[held], y[held], ds)
         config = {
             "model": "finetune",
             "source_model": str(Path(model_path).resolve()),
@@ -654,38 +634,71 @@ def finetune(
             "corrections": len(y),
             "held_out_ids": sorted(int(i) for i in ids[held]),
             "calibration_ids": sorted(int(i) for i in ids[calib]),
-            "steps": steps,
-            "lr": lr,
-            "batch_size": batch_size,
-            "holdout": holdout,
+            **{"steps": steps, "lr": lr, "batch_size": batch_size, "holdout": holdout},
             "seed": seed,
         }
         artifacts.write_json(run / "config.json", config)
-        model.compile(  # label smoothing, as the recipes that ship models train
-            optimizer=keras.optimizers.Adam(lr),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
         batches = Corrections(x[used][..., None], y[used], ds, steps, batch_size, seed)
-        fit_started = time.perf_counter()
-        fitted = model.fit(batches, epochs=1, verbose=verbose)
-        fit_seconds = time.perf_counter() - fit_started
+        history = _fit_corrections(model, batches, lr, verbose)
         x_cal = np.concatenate([ds.x_val, x[calib][..., None]])
         calibration = calibrate.calibrate(model, x_cal, np.concatenate([ds.y_val, y[calib]]))
         artifacts.write_with(run / "model.keras", model.save)
-        history = {k: [float(v) for v in vs] for k, vs in fitted.history.items()}
-        history["epoch_seconds"] = [fit_seconds]
         artifacts.write_json(run / "history.json", history)
         plots.save(plots.curves(history), run / "curves.png")
         saved = models.load(run / "model.keras")
         extra = {
             **config,
             "before": before,
-            "after": scores(saved),
+            "after": _correction_scores(saved, x[held], y[held], ds),
             "calibration": calibration,
-            "train_seconds": round(fit_seconds, 3),
+            "train_seconds": round(history["epoch_seconds"][0], 3),
             "finetune_seconds": round(time.perf_counter() - started, 3),
             **environment(),
         }
         metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
     return TrainResult(saved, history, metrics, run)
+
+
+def _kept_corrections(feedback_db: str | Path | None) -> tuple[Any, tuple]:
+    """The store and its kept corrections (images, labels, ids); fewer than 10 is an error."""
+    from mnist_cnn import feedback
+
+    store = feedback.FeedbackStore(feedback_db)  # None: the user data dir's
+    found = store.arrays("kept")
+    if len(found[1]) < 10:
+        pending = store.stats()["pending"]
+        raise MnistCnnError(
+            f"{store.path} holds {len(found[1])} kept corrections ({pending} wait for review): "
+            "fine-tuning needs 10; review them with `mnist-cnn feedback review`"
+        )
+    return store, found
+
+
+def _correction_scores(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, ds: data.Dataset
+) -> dict[str, float]:
+    """The held-out corrections' accuracy and unsure share, and MNIST test accuracy."""
+    p = evaluate.predict_proba(model, x[..., None])
+    return {
+        "corrections_held_out_accuracy": float((p.argmax(1) == y).mean()),
+        "corrections_held_out_unsure": float((p.max(1) < MIN_CONFIDENCE).mean()),
+        "mnist_test_accuracy": float(
+            (evaluate.predict_proba(model, ds.x_test).argmax(1) == ds.y_test).mean()
+        ),
+    }
+
+
+def _fit_corrections(
+    model: keras.Model, batches: "Corrections", lr: float, verbose: int | str
+) -> dict[str, list[float]]:
+    """One pass over the batches with label smoothing, as the recipes that ship models train."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    started = time.perf_counter()
+    fitted = model.fit(batches, epochs=1, verbose=verbose)
+    history = {k: [float(v) for v in vs] for k, vs in fitted.history.items()}
+    history["epoch_seconds"] = [time.perf_counter() - started]
+    return history
