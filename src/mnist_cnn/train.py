@@ -605,16 +605,10 @@ def finetune(
     verbose: int | str = 0,
 ) -> TrainResult:
     """Teach a trained model the corrections a person kept (`mnist-cnn feedback review`), into
-    a new run folder.
-
-    A share `holdout` of them (at least one) is kept aside: half of it, with MNIST's validation
-    digits, recalibrates the model after training (as every recipe's run is calibrated: the
-    label smoothing here would otherwise leave it less sure, and more answers "unsure"); the
-    other half scores the model before and after. The rest are an eighth of every batch, MNIST
-    training digits the rest, so MNIST accuracy holds (measured in benchmarks/feedback.py:
-    more corrections per batch or more steps read the user better and MNIST worse). The run
-    folder is a normal one: predict, serve and export take it.
-    """
+    a normal run folder. A share `holdout` is set aside: half of it, with MNIST's validation
+    digits, recalibrates the model after training (label smoothing would leave it less sure:
+    more "unsure"), the other half scores it before and after. The rest are an eighth of every
+    batch, replayed MNIST the rest, so MNIST accuracy holds (benchmarks/feedback.py)."""
     started = time.perf_counter()
     store, (x, y, ids) = _kept_corrections(feedback_db)
     with artifacts.claim(out) as run:
@@ -634,8 +628,7 @@ def finetune(
             "corrections": len(y),
             "held_out_ids": sorted(int(i) for i in ids[held]),
             "calibration_ids": sorted(int(i) for i in ids[calib]),
-            **{"steps": steps, "lr": lr, "batch_size": batch_size, "holdout": holdout},
-            "seed": seed,
+            **dict(steps=steps, lr=lr, batch_size=batch_size, holdout=holdout, seed=seed),
         }
         artifacts.write_json(run / "config.json", config)
         batches = Corrections(x[used][..., None], y[used], ds, steps, batch_size, seed)
