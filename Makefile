@@ -40,7 +40,7 @@ PACKAGED_SEEDS ?= 0 1
 default-model: $(VENV)/.installed-dev
 	run=runs/packaged-$$(date +%Y%m%d-%H%M%S) && \
 	for seed in $(PACKAGED_SEEDS); do \
-		$(BIN)/mnist-cnn train --model writers --seed $$seed --out $$run-seed$$seed || exit 1; \
+		$(BIN)/mnist-cnn train --recipe writers --seed $$seed --out $$run-seed$$seed || exit 1; \
 	done && \
 	$(BIN)/mnist-cnn ensemble $(foreach s,$(PACKAGED_SEEDS),$$run-seed$(s)) --out $$run && \
 	cp $$run/model.keras $$run/metrics.json $$run/config.json src/mnist_cnn/default/ && \

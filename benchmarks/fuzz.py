@@ -5,10 +5,11 @@
 Seeds are real digit pictures saved in every format Pillow writes (PNG, JPEG, GIF, TIFF, BMP,
 WebP and rarer ones: PPM, PCX, TGA, SGI, ICO, SPIDER, 16-bit PNG, float TIFF). Each case
 mutates one (bit flips, truncation, spliced or repeated chunks, a huge declared size) and sends
-it through `predict.predict_files`, `predict.read_number_files` and the server's two image
-routes. A crash is a Python exception out of predict (a lost batch) or a 5xx from the server;
-a clean 4xx or a per-file error is what should happen. Reports cases, crashes, and the worst
-time and memory (RSS growth) per case. The test suite runs a short, fixed-seed version.
+it through `predict.predict_files`, `predict.read_number_files` (a number, and a page of
+numbers) and the server's three image routes. A crash is a Python exception out of predict
+(a lost batch) or a 5xx from the server; a clean 4xx or a per-file error is what should
+happen. Reports cases, crashes, and the worst time and memory (RSS growth) per case. The
+test suite runs a short, fixed-seed version.
 """
 
 import argparse
@@ -128,12 +129,13 @@ def fuzz(cases: int, seed: int, classify, client=None) -> dict:
             path.write_bytes(data)
             started = time.perf_counter()
             try:
-                for reader in (predict.predict_files, predict.read_number_files):
-                    reader([path], classify)  # one result, an answer or an error
+                predict.predict_files([path], classify)  # one result, an answer or an error
+                predict.read_number_files([path], classify)
+                predict.read_number_files([path], classify, page=True)
             except Exception as err:  # a lost batch
                 crashes.append({"case": case, "where": "predict", "error": repr(err)[:200]})
             if client is not None:
-                for route in ("/api/predict", "/api/read-number"):
+                for route in ("/api/predict", "/api/read-number", "/api/read-numbers"):
                     r = client.post(route, files={"file": (path.name, data, "image/png")})
                     if r.status_code >= 500:
                         crashes.append(

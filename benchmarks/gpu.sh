@@ -31,12 +31,12 @@ for backend in jax torch; do
 done
 echo "== best on jax" >&2
 # shellcheck disable=SC2086
-KERAS_BACKEND=jax $PYTHON -m mnist_cnn train --model best $small --out "$tmp/best" >&2
+KERAS_BACKEND=jax $PYTHON -m mnist_cnn train --recipe best $small --out "$tmp/best" >&2
 members=()
 for seed in $(seq 1 "$MEMBERS"); do
     echo "== ensemble member $seed/$MEMBERS ($MEMBER_RECIPE, seed $seed) on jax" >&2
     # shellcheck disable=SC2086
-    KERAS_BACKEND=jax $PYTHON -m mnist_cnn train --model "$MEMBER_RECIPE" --seed "$seed" $small \
+    KERAS_BACKEND=jax $PYTHON -m mnist_cnn train --recipe "$MEMBER_RECIPE" --seed "$seed" $small \
         --out "$tmp/member$seed" >&2
     members+=("$tmp/member$seed")
 done

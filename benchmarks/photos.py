@@ -133,8 +133,12 @@ def _boxes(sheet: np.ndarray, places: list[tuple[int, int, int, int]], rng) -> N
     sheet[:] = np.asarray(img, np.float32)
 
 
-def _layout(inks: list[np.ndarray], sheet_hw: tuple[int, int], rng, boxed: bool) -> list:
-    """Where each digit goes on the sheet: (x, y, w, h), a row roughly in the middle."""
+def _layout(
+    inks: list[np.ndarray], sheet_hw: tuple[int, int], rng, boxed: bool, drops=None
+) -> list:
+    """Where each digit goes on the sheet: (x, y, w, h), a row roughly in the middle; each
+    ink's bottom on the baseline, or `drops[i]` of the row's height below it (a comma's
+    tail; a minus sign rises: a negative drop)."""
     h = max(i.shape[0] for i in inks)
     gaps = [int(rng.uniform(0.25, 0.6) * h) if boxed else int(rng.uniform(0.08, 0.45) * h)]
     gaps = gaps * len(inks)
@@ -142,8 +146,9 @@ def _layout(inks: list[np.ndarray], sheet_hw: tuple[int, int], rng, boxed: bool)
     x = int((sheet_hw[1] - total) * rng.uniform(0.3, 0.7))
     y0 = int((sheet_hw[0] - h) * rng.uniform(0.35, 0.65))
     places = []
-    for ink, gap in zip(inks, gaps, strict=True):
+    for k, (ink, gap) in enumerate(zip(inks, gaps, strict=True)):
         y = y0 + (h - ink.shape[0]) + int(rng.integers(-h // 12, h // 12 + 1))
+        y += round((drops[k] if drops else 0) * h)
         places.append((x, y, ink.shape[1], ink.shape[0]))
         x += ink.shape[1] + gap
     return places
@@ -272,8 +277,9 @@ def _camera(img: np.ndarray, condition: str, rng) -> bytes:
 # ---------------------------------------------------------------- one photo
 
 
-def compose(inks: list[np.ndarray], condition: str, rng: np.random.Generator) -> bytes:
-    """A JPEG photo of the digits (ink masks 0-1, in order) written under `condition`."""
+def compose(inks: list[np.ndarray], condition: str, rng: np.random.Generator, drops=None) -> bytes:
+    """A JPEG photo of the digits (ink masks 0-1, in order) written under `condition`;
+    `drops` as for `_layout`."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; one of {CONDITIONS}")
     sticky = condition == "sticky note"
@@ -290,7 +296,7 @@ def compose(inks: list[np.ndarray], condition: str, rng: np.random.Generator) ->
         tint = [238, 240, 242]
         inks = [_thicken(i, rng) for i in inks]
     sheet = _paper(sheet_hw, rng, tint)
-    places = _layout(inks, sheet_hw, rng, boxed=condition == "form boxes")
+    places = _layout(inks, sheet_hw, rng, condition == "form boxes", drops)
     rows = (min(p[1] for p in places), max(p[1] + p[3] for p in places))
     _rule(sheet, condition, rows, rng)
     if condition == "form boxes":
@@ -365,14 +371,14 @@ def read_photo(jpeg: bytes, classify, min_confidence: float, times: list | None 
     try:
         gray = digits.read_image(jpeg)
         start = time.perf_counter()
-        _, pieces = digits.locate_number(gray, timed)
+        located = digits.locate_number(gray, timed)
         if times is not None:
             times.append(time.perf_counter() - start - network[0])
     except digits.ImageError:
         return []
-    probs = classify(np.stack([seen for _, _, seen in pieces])[..., None])
-    _, found = predict.number_answer(pieces, probs, min_confidence)
-    return [(d["digit"], d["top3"][0][0]) for d in found]
+    probs = classify(np.stack([seen for _, _, seen in located[1]])[..., None])
+    number = predict.number_answer(located, probs, min_confidence)
+    return [(d.digit, d.top3[0][0]) for d in number.digits]
 
 
 def read_single(jpeg: bytes, classify, min_confidence: float) -> tuple:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(src: Path, recipe: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
-    command = [sys.executable, "-m", "mnist_cnn", "train", "--model", recipe, "--seed", str(seed)]
+    command = [sys.executable, "-m", "mnist_cnn", "train", "--recipe", recipe, "--seed", str(seed)]
     command += ["--out", str(out)]
     if not args.full:
         command += ["--epochs", str(args.epochs), "--clean-epochs", "0"]

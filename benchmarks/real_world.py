@@ -157,7 +157,7 @@ def main() -> None:
         right = 0
         for _ in range(args.numbers):
             idx = rng.integers(0, len(y), 4)
-            text, _ = predict.read_number(number_page(list(x[idx]), gap), classify)
+            text = predict.read_number(number_page(list(x[idx]), gap), classify).text
             right += text == "".join(map(str, y[idx]))
         numbers.append({"variant": name, "accuracy": right / args.numbers})
         print(f"{name}: {right}/{args.numbers}", file=sys.stderr, flush=True)

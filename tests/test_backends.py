@@ -100,7 +100,7 @@ def test_jax_trains_without_tensorflow(mnist_dir, tmp_path):
     log = mnist_cnn(
         "jax",
         "train",
-        "--model",
+        "--recipe",
         "fast",
         "--data-dir",
         str(mnist_dir),

@@ -6,7 +6,7 @@ from mnist_cnn import cli, models
 
 
 def test_summary_command_prints_the_table(capsys):
-    assert cli.main(["summary", "--model", "classic"]) == 0
+    assert cli.main(["summary", "classic"]) == 0
     out = capsys.readouterr().out
     for layer in models.build("classic").layers:
         shape = layer.output.shape[1:]
@@ -41,11 +41,14 @@ def test_cli_rejects_impossible_training_values_before_starting(
 
 
 def test_old_recipe_name_gets_one_clear_message(capsys, tmp_path):
-    assert cli.main(["train", "--model", "seed", "--out", str(tmp_path / "x")]) == 2
+    assert cli.main(["train", "--recipe", "seed", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "now called 'classic'" in err and "--model classic" in err
-    assert cli.main(["train", "--model", "nope", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert "now called 'classic'" in err and "--recipe classic" in err
+    assert cli.main(["train", "--recipe", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "fast", "--out", str(tmp_path / "x")]) == 2
+    assert "train takes a recipe as --recipe fast" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_every_training_setting_is_a_flag_with_its_default_in_the_help(capsys):

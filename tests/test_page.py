@@ -259,6 +259,41 @@ def test_a_photo_is_read_boxed_and_a_digit_corrected(page, server, tmp_path, tes
     assert page.is_disabled(f"#photo-digits .digit:nth-child(2) .fix button[data-digit='{wrong}']")
 
 
+def test_a_page_of_numbers_is_read_edited_copied_and_saved_as_csv(page, tmp_path):
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import as_written
+    import photos
+
+    rng = np.random.default_rng(1)
+    column = [["12.50"], ["-3"], ["0.75"], ["1024"]]
+    ink = as_written.page_ink(column, as_written.digit_source("mnist", rng), rng)
+    path = tmp_path / "column.jpg"
+    path.write_bytes(photos.compose([ink], "white paper", rng))
+    read_photo(page, path)
+    fields = page.locator("#numbers input.number")
+    assert [fields.nth(k).input_value() for k in range(4)] == ["12.50", "-3", "0.75", "1024"]
+    assert page.locator("#numbers .line").count() == 4 and page.is_visible("#download")
+    assert page.get_attribute("#photo-view", "data-boxes") == "12"  # every digit boxed
+    if os.environ.get("MNIST_CNN_SCREENSHOTS"):
+        shot = Path(os.environ["MNIST_CNN_SCREENSHOTS"]) / "numbers.png"
+        page.screenshot(path=str(shot), full_page=True)
+    fields.nth(1).fill("-3.5")  # the user corrects a number by hand
+    assert page.text_content("#number") == "12.50 / -3.5 / 0.75 / 1024"
+    with page.expect_download() as saving:
+        page.click("#download")
+    saved = Path(saving.value.path()).read_text()
+    assert saved == "12.50\n-3.5\n0.75\n1024\n" and saving.value.suggested_filename.endswith(".csv")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#copy")
+    page.wait_for_function("document.getElementById('photo-thanks').textContent !== ''")
+    assert page.text_content("#photo-thanks") == "copied"
+    assert page.evaluate("navigator.clipboard.readText()") == saved
+
+
 def test_a_photo_that_is_not_a_picture_or_has_no_number_says_so(page, tmp_path):
     from PIL import Image
 

@@ -65,7 +65,7 @@ def test_one_digit_per_photo_reads_through_plain_predict(condition, test_digits,
 def test_the_sheet_on_a_table_is_found_and_boxes_map_back_into_it(test_digits):
     jpeg, truth = next(photos_of("on a table", test_digits, count=1))
     gray = digits.read_image(jpeg)
-    found, pieces = digits.locate_number(gray)
+    found, pieces, _ = digits.locate_number(gray)
     assert found.sheet is not None and found.sheet.shape == (4, 2)
     assert len(pieces) == len(truth)
     sheet = found.sheet.astype(np.float32)
@@ -128,7 +128,7 @@ def test_the_narrow_tip_of_a_shadow_is_no_digit(test_digits):
     cv2.fillPoly(shade, [np.int32([(0, 520), (0, 768), (420, 768)])], 1)
     cv2.fillPoly(shade, [np.int32([(1024, 0), (1024, 300), (700, 0)])], 1)
     page *= 1 - 0.45 * cv2.GaussianBlur(shade, (0, 0), 2)
-    _, pieces = digits.locate_number(page)
+    _, pieces, _ = digits.locate_number(page)
     assert len(pieces) == 3 and all(350 < cols.start < 700 for _, cols, _ in pieces)
 
 

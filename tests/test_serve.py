@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,10 @@ from fastapi.testclient import TestClient
 from helpers import paper, png
 
 from mnist_cnn import digits, engines, serve
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import as_written
+import photos
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +76,7 @@ def test_read_number(client, test_digits):
     r = client.post("/api/read-number", files={"file": ("n.png", png(row), "image/png")})
     assert r.status_code == 200, r.text
     answer = r.json()
-    assert answer["number"] == "".join(map(str, y[:4]))
+    assert answer["text"] == "".join(map(str, y[:4])) and answer["marks"] == []
     assert [d["digit"] for d in answer["digits"]] == list(y[:4])
     assert all(type(d["top3"][0][0]) is int for d in answer["digits"])
     boxes = [d["box"] for d in answer["digits"]]
@@ -333,3 +339,43 @@ def test_an_unexpected_failure_in_image_work_is_a_400_and_one_log_line(client, m
             assert r.status_code == 400 and "could not read this image" in r.json()["detail"]
     lines = [r for r in caplog.records if r.name == "mnist_cnn.serve"]
     assert len(lines) == 2 and all("ValueError" in r.message for r in lines)
+
+
+@pytest.fixture(scope="module")
+def packaged():
+    with TestClient(serve.create_app(feedback=False), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_read_number_with_marks_and_the_comma_choice(packaged):
+    rng = np.random.default_rng(0)
+    jpeg = as_written.photo_of(
+        "3,14", as_written.digit_source("mnist", rng), "white paper", rng, False
+    )
+    files = {"file": ("n.jpg", jpeg, "image/jpeg")}
+    answer = packaged.post("/api/read-number", files=files).json()
+    assert answer["text"] == "3,14" and answer["value"] == 3.14
+    assert [m["kind"] for m in answer["marks"]] == [","]
+    told = packaged.post("/api/read-number?decimal_comma=false", files=files).json()
+    assert told["text"] == "3,14" and told["value"] is None
+    bad = packaged.post("/api/read-number?decimal_comma=perhaps", files=files)
+    assert bad.status_code == 422
+
+
+def test_read_numbers_gives_lines_and_a_table(packaged):
+    rng = np.random.default_rng(0)
+    ink = as_written.page_ink([["123"], ["456"]], as_written.digit_source("mnist", rng), rng)
+    jpeg = photos.compose([ink], "white paper", rng)
+    r = packaged.post("/api/read-numbers", content=jpeg, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["table"] == [["123"], ["456"]] and page["columns"] == [[0], [0]]
+    assert [[n["value"] for n in line] for line in page["lines"]] == [[123], [456]]
+    assert all(
+        np.shape(d["input"]) == (28, 28) for line in page["lines"] for d in line[0]["digits"]
+    )
+    dots = np.tile(np.pad(np.zeros((3, 3)), 3, constant_values=255), (70, 70))
+    refused = packaged.post("/api/read-numbers", files={"file": ("d.png", png(dots), "image/png")})
+    assert refused.status_code == 400 and "too many" in refused.json()["detail"]
+    schema = packaged.get("/openapi.json").json()["components"]["schemas"]
+    assert {"Digit", "Number", "Page", "Mark"} <= set(schema)

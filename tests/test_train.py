@@ -489,3 +489,27 @@ def test_the_progress_bar_ends_at_the_epochs_step_count():
     x, y = np.zeros((80, 4), "float32"), np.zeros(80, "int32")
     model.fit(x, y, batch_size=8, epochs=1, verbose=1, callbacks=[bar])
     assert bar.target == 10 and bar.seen == 10
+
+
+def test_a_missing_teacher_stops_before_the_run_exists(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    cfg = train.make_config(
+        "classic", teacher=str(tmp_path / "none"), data_dir=str(mnist_dir), out=str(out), **SMALL
+    )
+    with pytest.raises(MnistCnnError, match="no model at"):
+        train.train(cfg, verbose=0)
+    assert not (out / "config.json").exists()
+
+
+def test_a_teachers_answers_are_part_of_the_targets(small_run, test_digits):
+    """Distillation: each target is (1 - share) of the label and share of the teacher's
+    answer, softened by its temperature; the label still leads."""
+    x, y = test_digits
+    teacher = models.load(small_run[0])
+    cfg = train.make_config("classic", teacher="t", teacher_share=0.4, teacher_temperature=2.0)
+    labels = keras.utils.to_categorical(y[:50], 10)
+    taught = train._taught(cfg, teacher, labels, x[:50])
+    p = teacher.predict(x[:50], verbose=0) ** 0.5
+    p /= p.sum(1, keepdims=True)
+    assert np.allclose(taught, 0.6 * labels + 0.4 * p, atol=1e-5)
+    assert np.allclose(taught.sum(1), 1, atol=1e-5) and (taught.argmax(1) == y[:50]).all()

@@ -2,7 +2,8 @@
 
     import mnist_cnn
     mnist_cnn.read_digit("photo.jpg")      # Digit(digit=7, confidence=0.99, top3=..., unsure=False)
-    mnist_cnn.read_number("2026.png").text
+    mnist_cnn.read_number("price.png").value   # 12.5, from "12.50"
+    mnist_cnn.read_numbers("column.jpg").table()  # [["12.50"], ["-3"], ...], a row a line
 
 Reading runs the packaged model's int8 twin on ONNX Runtime: no TensorFlow, no Keras.
 `mnist_cnn.DigitReader(model=...)` reads with another model.
@@ -12,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["DigitReader", "read_digit", "read_number"]
+__all__ = ["DigitReader", "read_digit", "read_number", "read_numbers"]
 
 
 @lru_cache(maxsize=4)
@@ -28,8 +29,14 @@ def read_digit(image: Any, model: str | None = None) -> Any:
 
 
 def read_number(image: Any, model: str | None = None) -> Any:
-    """The number written in a row in a picture: a `predict.Number` (text, digits)."""
+    """The number written in a row in a picture: a `predict.Number` (text, value, digits,
+    marks)."""
     return _reader(None if model is None else str(model)).read_number(image)
+
+
+def read_numbers(image: Any, model: str | None = None) -> Any:
+    """Every number on a page in a picture: a `predict.Page` (lines of numbers, a table)."""
+    return _reader(None if model is None else str(model)).read_numbers(image)
 
 
 def __getattr__(name: str) -> Any:

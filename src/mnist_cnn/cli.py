@@ -1,14 +1,16 @@
 """The `mnist-cnn` command: a thin layer of flags over the package's functions."""
 
 import argparse
+import csv
 import dataclasses
+import io
 import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
@@ -64,14 +66,19 @@ def cmd_train(args: argparse.Namespace) -> None:
         values = {**values, "out": str(args.resume)} if isinstance(values, dict) else values
         metrics = train.train(recipes.config_from(values, str(where)), resume=True).metrics
         return _print_metrics(metrics, Path(args.resume))
+    if args.model:
+        raise MnistCnnError(
+            f"train takes a recipe as --recipe {args.model} (--model names a saved model in "
+            "the other commands)"
+        )
     overrides = {f.name: getattr(args, f.name) for f in _settings()}
     if args.dry_run:  # one short epoch on a few batches: checks the whole pipeline in seconds
-        bs = args.batch_size or recipes.make_config(args.model).batch_size
+        bs = args.batch_size or recipes.make_config(args.recipe).batch_size
         overrides.update(epochs=1, train_limit=2 * bs, test_limit=1000)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     seed = 0 if args.seed is None else args.seed
-    out = args.out or f"runs/{args.model}-seed{seed}-{stamp}"
-    cfg = recipes.make_config(args.model, out=out, **overrides)
+    out = args.out or f"runs/{args.recipe}-seed{seed}-{stamp}"
+    cfg = recipes.make_config(args.recipe, out=out, **overrides)
     metrics = train.train(cfg).metrics
     _print_metrics(metrics, Path(cfg.out))
 
@@ -130,18 +137,67 @@ def _model_path(model: str | None) -> tuple[Path, Path]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnist_cnn import engines, predict
 
+    if args.csv and not args.numbers:
+        raise MnistCnnError("--csv writes the numbers of a page: use it with --numbers")
     classify = engines.classifier(args.model, args.engine)
-    if args.number:
+    if args.number or args.numbers:
         results = predict.read_number_files(
-            args.files, classify, args.min_confidence, args.show_input
+            args.files,
+            classify,
+            args.min_confidence,
+            args.show_input,
+            args.decimal_comma,
+            page=args.numbers,
         )
     else:
         results = predict.predict_files(args.files, classify, args.min_confidence, args.show_input)
-    print(as_json(results) if args.json else as_table(results))
+    if args.csv:
+        sys.stdout.write(as_csv(results))
+    else:
+        print(as_json(results) if args.json else as_table(results))
     failed = sum(r.error is not None for r in results)
     if failed:
         print(f"mnist-cnn: {failed} of {len(results)} files failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _predict_parser(sub: Any) -> None:
+    r = sub.add_parser("predict", help="read the digit, number or numbers in each image file")
+    r.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, BMP, GIF, TIFF or WebP")
+    _model_options(r)
+    what = r.add_mutually_exclusive_group()
+    what.add_argument(
+        "--number",
+        action="store_true",
+        help="read a number written in a row: digits, a decimal point or comma, a minus sign",
+    )
+    what.add_argument(
+        "--numbers",
+        action="store_true",
+        help="read every number on a page: lines top to bottom, numbers left to right",
+    )
+    r.add_argument(
+        "--decimal-comma",
+        action=argparse.BooleanOptionalAction,
+        help="a comma in a number is its decimal mark (12,50 is 12.5), or with "
+        "--no-decimal-comma a thousands separator (default: the decimal mark unless three "
+        "digits follow it, as in 1,250)",
+    )
+    out = r.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    out.add_argument(
+        "--csv",
+        action="store_true",
+        help="with --numbers: CSV, a row per line of writing (numbers in their columns where "
+        "they stand in columns); with several files, the file name first",
+    )
+    r.add_argument(
+        "--show-input",
+        metavar="DIR",
+        help="save what the model saw: each file's 28x28 (with --number or --numbers: each "
+        "digit's, and the picture with the sheet and the digits' and marks' boxes drawn)",
+    )
+    r.set_defaults(func=cmd_predict)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -261,8 +317,10 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 def cmd_summary(args: argparse.Namespace) -> None:
     from mnist_cnn import models
 
-    arch = recipes.make_config(args.model).architecture if args.model in RECIPES else args.model
-    models.build(arch).summary()
+    if args.model:
+        raise MnistCnnError(f"summary takes the recipe or network by name: summary {args.model}")
+    name = args.name
+    models.build(recipes.make_config(name).architecture if name in RECIPES else name).summary()
 
 
 def _setting_flag(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
@@ -291,21 +349,72 @@ def _setting_flag(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
     )
 
 
+def _train_parser(sub: Any) -> None:
+    names = ", ".join(sorted(RECIPES))
+    t = sub.add_parser("train", help="train a model, evaluate it, write plots and metrics")
+    t.add_argument("--recipe", default="classic", help=f"recipe: {names} (classic)")
+    t.add_argument("--model", help=argparse.SUPPRESS)  # the old spelling: one clear message
+    for f in _settings():
+        _setting_flag(t, f)
+    t.add_argument("--out", help="run folder (default: runs/RECIPE-seedN-TIMESTAMP)")
+    t.add_argument("--resume", metavar="RUN", help="continue a killed run from its last epoch")
+    t.add_argument("--dry-run", action="store_true", help="one quick epoch on two batches")
+    t.set_defaults(func=cmd_train)
+
+
+def _serve_parser(sub: Any) -> None:
+    v = sub.add_parser("serve", help="the draw-a-digit page and the JSON API (FastAPI)")
+    _model_options(v)
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--port", type=POSITIVE, default=8000, help="port (default 8000)")
+    v.add_argument(
+        "--workers",
+        type=POSITIVE,
+        default=serve_workers(),
+        help=f"server processes, each with the model (default: one per core: {serve_workers()})",
+    )
+    v.add_argument(
+        "--feedback-db", help="where users' corrections go (default: the user data dir's)"
+    )
+    v.add_argument("--no-feedback", action="store_true", help="no corrections: /api/feedback 404")
+    v.add_argument(
+        "--feedback-token",
+        help="what a correction must carry (Authorization: Bearer ...; default: "
+        "$MNIST_CNN_FEEDBACK_TOKEN; beyond loopback without one, a new token is printed)",
+    )
+    v.add_argument(
+        "--forwarded-allow-ips",
+        default="",
+        help="reverse proxies (comma-separated addresses) trusted to name the client in "
+        "X-Forwarded-For (default: none)",
+    )
+    v.set_defaults(func=cmd_serve)
+
+
+def _feedback_parser(sub: Any) -> None:
+    f = sub.add_parser(
+        "feedback", help="the corrections users sent: stats, list, review, keep, drop, export"
+    )
+    f.add_argument("action", choices=["stats", "list", "review", "keep", "drop", "export", "clear"])
+    f.add_argument("ids", nargs="*", type=int, help="keep, drop: the corrections' ids")
+    f.add_argument("--all", action="store_true", help="keep, drop: every pending correction")
+    f.add_argument("--db", help="the corrections database (default: the user data dir's)")
+    f.add_argument("--json", action="store_true", help="JSON instead of text (stats, list)")
+    f.add_argument("--limit", type=POSITIVE, help="list: the newest N only; review: N (100)")
+    f.add_argument(
+        "--out", help="export: a .npz file, or a folder with --format idx; review: a PNG"
+    )
+    f.add_argument("--format", choices=["npz", "idx"], default="npz", help="export (npz)")
+    f.set_defaults(func=cmd_feedback)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mnist-cnn", description="Train, evaluate and use CNNs on MNIST (Keras 3)."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    recipes = sorted(RECIPES)
 
-    t = sub.add_parser("train", help="train a model, evaluate it, write plots and metrics")
-    t.add_argument("--model", default="classic", help=f"recipe: {', '.join(recipes)} (classic)")
-    for f in _settings():
-        _setting_flag(t, f)
-    t.add_argument("--out", help="run folder (default: runs/MODEL-seedN-TIMESTAMP)")
-    t.add_argument("--resume", metavar="RUN", help="continue a killed run from its last epoch")
-    t.add_argument("--dry-run", action="store_true", help="one quick epoch on two batches")
-    t.set_defaults(func=cmd_train)
+    _train_parser(sub)
 
     e = sub.add_parser("evaluate", help="score a saved model on the test set, write plots")
     e.add_argument("model", nargs="?", help="a .keras file or a run folder (default: packaged)")
@@ -334,60 +443,10 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--data-dir", help="MNIST, for onnx-int8's calibration (or MNIST_DATA_DIR)")
     x.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("predict", help="read the digit in each image file")
-    r.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, BMP, GIF, TIFF or WebP")
-    _model_options(r)
-    r.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    r.add_argument(
-        "--show-input",
-        metavar="DIR",
-        help="save what the model saw: each file's 28x28 (with --number: each digit's, "
-        "and the picture with the sheet and the digits' boxes drawn)",
-    )
-    r.add_argument("--number", action="store_true", help="read several digits in a row")
-    r.set_defaults(func=cmd_predict)
+    _predict_parser(sub)
 
-    v = sub.add_parser("serve", help="the draw-a-digit page and the JSON API (FastAPI)")
-    _model_options(v)
-    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    v.add_argument("--port", type=POSITIVE, default=8000, help="port (default 8000)")
-    v.add_argument(
-        "--workers",
-        type=POSITIVE,
-        default=serve_workers(),
-        help=f"server processes, each with the model (default: one per core: {serve_workers()})",
-    )
-    v.add_argument(
-        "--feedback-db", help="where users' corrections go (default: the user data dir's)"
-    )
-    v.add_argument("--no-feedback", action="store_true", help="no corrections: /api/feedback 404")
-    v.add_argument(
-        "--feedback-token",
-        help="what a correction must carry (Authorization: Bearer ...; default: "
-        "$MNIST_CNN_FEEDBACK_TOKEN; beyond loopback without one, a new token is printed)",
-    )
-    v.add_argument(
-        "--forwarded-allow-ips",
-        default="",
-        help="reverse proxies (comma-separated addresses) trusted to name the client in "
-        "X-Forwarded-For (default: none)",
-    )
-    v.set_defaults(func=cmd_serve)
-
-    f = sub.add_parser(
-        "feedback", help="the corrections users sent: stats, list, review, keep, drop, export"
-    )
-    f.add_argument("action", choices=["stats", "list", "review", "keep", "drop", "export", "clear"])
-    f.add_argument("ids", nargs="*", type=int, help="keep, drop: the corrections' ids")
-    f.add_argument("--all", action="store_true", help="keep, drop: every pending correction")
-    f.add_argument("--db", help="the corrections database (default: the user data dir's)")
-    f.add_argument("--json", action="store_true", help="JSON instead of text (stats, list)")
-    f.add_argument("--limit", type=POSITIVE, help="list: the newest N only; review: N (100)")
-    f.add_argument(
-        "--out", help="export: a .npz file, or a folder with --format idx; review: a PNG"
-    )
-    f.add_argument("--format", choices=["npz", "idx"], default="npz", help="export (npz)")
-    f.set_defaults(func=cmd_feedback)
+    _serve_parser(sub)
+    _feedback_parser(sub)
 
     u = sub.add_parser("finetune", help="teach a model the corrections users sent")
     u.add_argument("--model", help="run folder or .keras file (default: the packaged model)")
@@ -400,7 +459,8 @@ def parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
-    s.add_argument("--model", default="classic", help="recipe or architecture (classic)")
+    s.add_argument("name", nargs="?", default="classic", help="recipe or network (classic)")
+    s.add_argument("--model", help=argparse.SUPPRESS)  # the old spelling: one clear message
     s.set_defaults(func=cmd_summary)
     return p
 
@@ -439,22 +499,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def as_json(results: list) -> str:
-    return json.dumps([asdict(r) for r in results], indent=2)
+    return json.dumps([r.to_json() for r in results], indent=2)
+
+
+def as_csv(results: list) -> str:
+    """Each page's rows of numbers as CSV (the file name first when there are several)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for r in results:
+        if r.answer is None:
+            print(f"mnist-cnn: {r.file}: {r.error}", file=sys.stderr)
+            continue
+        for row in r.answer.table():
+            writer.writerow([r.file, *row] if len(results) > 1 else row)
+    return out.getvalue()
 
 
 def as_table(results: list) -> str:
     """One line per file: its digit (or number), the confidence, or its error."""
+    from mnist_cnn.predict import Digit, Page
+
     lines = []
     for r in results:
-        if r.error:
+        if r.answer is None:
             lines.append(f"{r.file}: error: {r.error}")
-        elif hasattr(r, "number"):
-            confidences = " ".join(f"{d['confidence']:.2f}" for d in r.digits)
-            lines.append(f"{r.file}: {r.number}  (per-digit confidence {confidences})")
+        elif isinstance(r.answer, Digit):
+            top = "  ".join(f"{d}:{p:.3f}" for d, p in r.answer.top3)
+            said = r.answer.digit if not r.answer.unsure else "unsure"
+            lines.append(f"{r.file}: {said}  (confidence {r.answer.confidence:.3f}; top 3 {top})")
+        elif isinstance(r.answer, Page):
+            lines.append(f"{r.file}: {len(r.answer.lines)} lines")
+            lines += ["    " + "    ".join(cells) for cells in r.answer.table()]
         else:
-            top = "  ".join(f"{d}:{p:.3f}" for d, p in r.top3)
-            answer = r.digit if r.digit is not None else "unsure"
-            lines.append(f"{r.file}: {answer}  (confidence {r.confidence:.3f}; top 3 {top})")
+            confidences = " ".join(f"{d.confidence:.2f}" for d in r.answer.digits)
+            value = "" if r.answer.value is None else f"value {r.answer.value}; "
+            lines.append(f"{r.file}: {r.answer.text}  ({value}per-digit confidence {confidences})")
+        if r.answer is not None and r.error:
+            lines.append(f"{r.file}: error: {r.error}")
     return "\n".join(lines)
 
 

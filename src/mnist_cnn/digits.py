@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from mnist_cnn import photo
+from mnist_cnn import lines, marks, photo
 from mnist_cnn.data import SIZE
 from mnist_cnn.errors import ImageError
 from mnist_cnn.photo import MIN_CONTRAST, otsu
@@ -219,6 +219,12 @@ def segment(
     wherever that makes the digits likelier. The work is bounded: more than MAX_MARKS
     separate marks, or more than MAX_DIGITS pieces, is refused.
     """
+    return segment_marks(ink, classify)[0]
+
+
+def segment_marks(ink: np.ndarray, classify: Callable | None = None) -> tuple[list, list]:
+    """`segment`'s digits, and the small marks it left out of them (a decimal point, a minus
+    sign, a speck), each as (rows, cols, ink)."""
     mask = ink > max(otsu(ink), MIN_CONTRAST / 2)
     top, left = _origin(mask)  # the writing is a small part of a photo: label only that part
     mask, ink = mask[top:, left:], ink[top:, left:]
@@ -236,8 +242,13 @@ def segment(
         mark += [k] * len(parts)
         if len(pieces) > MAX_DIGITS:
             raise ImageError(f"more than {MAX_DIGITS} digits: not a number this reads")
+    left_out: list = []
     if classify is not None and pieces:
-        pieces = _likeliest(pieces, mark, height, classify)
+        pieces, left_out = _likeliest(pieces, mark, height, classify)
+    return _moved(pieces, top, left), _moved(left_out, top, left)
+
+
+def _moved(pieces: list, top: int, left: int) -> list:
     return [
         (slice(r.start + top, r.stop + top), slice(c.start + left, c.stop + left), part)
         for r, c, part in pieces
@@ -296,15 +307,28 @@ def _writing_height(heights: list[int]) -> float:
     return float(np.median(tall))
 
 
-def _likeliest(pieces: list, mark: list[int], height: float, classify: Callable) -> list:
-    """The reading of the pieces the model finds likeliest: each digit one piece or up to
-    JOIN neighbours joined (no wider than WIDEST heights), a small mark (under SMALL of the
-    height) never a digit alone but joined to one or left out. Scored by the sum of each
-    digit's log top probability; leaving a mark out costs log SKIP, and joining separate
-    marks log SKIP for each one joined (parts cut from one mark join freely): two digits
-    that each read well stay two."""
+def _likeliest(
+    pieces: list, mark: list[int], height: float, classify: Callable
+) -> tuple[list, list]:
+    """The reading of the pieces the model finds likeliest, and the small marks it left out:
+    each digit one piece or up to JOIN neighbours joined (no wider than WIDEST heights), a
+    small mark (under SMALL of the height, or wholly in the writing's lower half, as a comma
+    is) never a digit alone but joined to one or left out. Scored by the sum of each digit's
+    log top probability; leaving a mark out costs log SKIP, and joining separate marks log
+    SKIP for each one joined (parts cut from one mark join freely): two digits that each
+    read well stay two. A small mark in the lower two thirds of the writing (where a decimal
+    point, a comma or a minus sign sits; a 5's loose cap sits higher) costs log SKIP more to
+    join, so that it joins a digit only where that digit reads far better with it."""
     n = len(pieces)
-    small = [p[0].stop - p[0].start < SMALL * height for p in pieces]
+    tall = [p[0].start for p in pieces if p[0].stop - p[0].start >= 0.5 * height]
+    top = float(np.median(tall)) if tall else 0.0
+    small = [
+        p[0].stop - p[0].start < SMALL * height or p[0].start > top + height / 2 for p in pieces
+    ]
+    low = [
+        s and (p[0].start + p[0].stop) / 2 > top + height / 3
+        for s, p in zip(small, pieces, strict=True)
+    ]
     joined = {(i, i + 1): pieces[i] for i in range(n) if not small[i]}
     score = _scores(joined, {span: 0.0 for span in joined}, classify)
     # pieces joined score at most their joining cost: worth reading only where the pieces
@@ -313,7 +337,7 @@ def _likeliest(pieces: list, mark: list[int], height: float, classify: Callable)
     cost = {}
     for i in range(2, n + 1):
         for j in range(max(0, i - JOIN), i - 1):
-            price = np.log(SKIP) * (len(set(mark[j:i])) - 1)
+            price = np.log(SKIP) * (len(set(mark[j:i])) - 1 + sum(low[j:i]))
             if sum(alone[j:i]) < price and _could_be_digit(pieces[j:i], height):
                 cost[(j, i)] = price
     several = {span: _join(pieces[span[0] : span[1]]) for span in cost}
@@ -327,13 +351,15 @@ def _likeliest(pieces: list, mark: list[int], height: float, classify: Callable)
             if (j, i) in score and best[j] + score[(j, i)] > best[i]:
                 best[i], back[i] = best[j] + score[(j, i)], (j, (j, i))
     if back[n] is None:
-        return pieces
-    chosen, i = [], n
+        return pieces, []
+    chosen, left_out, i = [], [], n
     while i > 0:
-        i, span = back[i]
+        was, (i, span) = i, back[i]
         if span is not None:
             chosen.append(joined[span])
-    return chosen[::-1]
+        else:
+            left_out.append(pieces[was - 1])
+    return chosen[::-1], left_out[::-1]
 
 
 def _scores(spans: dict, cost: dict, classify: Callable) -> dict:
@@ -402,12 +428,46 @@ def number_pieces(
 
 def locate_number(
     gray: np.ndarray, classify: Callable | None = None
-) -> tuple[photo.Ink, list[tuple[slice, slice, np.ndarray]]]:
-    """What the photo stage saw (the sheet, if one was cut out) and each digit of the number:
-    (rows, cols, its 28x28), the box round the digit in the picture's own pixels."""
+) -> tuple[photo.Ink, list[tuple[slice, slice, np.ndarray]], list[marks.Mark]]:
+    """What the photo stage saw (the sheet, if one was cut out), each digit of the number as
+    (rows, cols, its 28x28), and the marks between them (`marks.find`), every box in the
+    picture's own pixels."""
     found = photo.find_ink(np.asarray(gray, dtype=np.float32))
-    pieces = []
-    for rows, cols, piece in segment(found.ink, classify):
-        x0, y0, x1, y1 = found.box_in_photo((cols.start, rows.start, cols.stop, rows.stop))
-        pieces.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece)))
-    return found, pieces
+    pieces, left_out = segment_marks(found.ink, classify)
+    return found, *_in_photo(found, pieces, left_out)
+
+
+def locate_numbers(
+    gray: np.ndarray, classify: Callable | None = None
+) -> tuple[photo.Ink, list[list[tuple[list, list[marks.Mark]]]]]:
+    """`locate_number` for a page of numbers: what the photo stage saw, and for each line of
+    writing, top to bottom, its numbers, left to right, each as (digits, marks)."""
+    found = photo.find_ink(np.asarray(gray, dtype=np.float32))
+    page = []
+    for x0, y0, x1, y1 in lines.find_lines(found.ink):
+        pieces, left_out = segment_marks(found.ink[y0:y1, x0:x1], classify)
+        pieces, left_out = _moved(pieces, y0, x0), _moved(left_out, y0, x0)
+        split = lines.split_numbers([_box(p) for p in pieces], [_box(p) for p in left_out])
+        page.append(
+            [
+                _in_photo(found, [pieces[k] for k in ds], [left_out[k] for k in ss])
+                for ds, ss in split
+            ]
+        )
+    return found, [line for line in page if line]
+
+
+def _box(piece: tuple) -> tuple[int, int, int, int]:
+    rows, cols = piece[0], piece[1]
+    return cols.start, rows.start, cols.stop, rows.stop
+
+
+def _in_photo(found: photo.Ink, pieces: list, left_out: list) -> tuple[list, list[marks.Mark]]:
+    """A number's digits as (rows, cols, 28x28) and its marks, boxes in the photo's pixels."""
+    fills = [float((p[2] > 0.5 * p[2].max()).mean()) if p[2].size else 1.0 for p in left_out]
+    written = marks.find([_box(p) for p in pieces], [_box(p) for p in left_out], fills)
+    located = []
+    for piece in pieces:
+        x0, y0, x1, y1 = found.box_in_photo(_box(piece))
+        located.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece[2])))
+    return located, [marks.Mark(m.kind, found.box_in_photo(m.box)) for m in written]

@@ -514,12 +514,14 @@ def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray
         strength = np.bincount(which, darkness[on], n)[1:] / np.maximum(area, 1)
         firm = np.median(darkness[on][keep[which - 1]])
         keep &= strength >= 0.4 * firm
+    depth = np.zeros(n, np.float32)  # half of each mark's thickest stroke
+    np.maximum.at(depth, which, cv2.distanceTransform(mask, cv2.DIST_L2, 3)[on])
+    depth = depth[1:]
     if keep.sum() > 1:  # a blob far thicker than the strokes, solid or cut by the border:
-        depth = np.zeros(n, np.float32)  # a shadow's corner, a stain
-        np.maximum.at(depth, which, cv2.distanceTransform(mask, cv2.DIST_L2, 3)[on])
-        thick = depth[1:] > 3 * np.median(depth[1:][keep])
+        thick = depth > 3 * np.median(depth[keep])  # a shadow's corner, a stain
         keep &= ~(thick & ((area > 0.5 * bw * bh) | border))
-    if keep.any():
-        keep &= area >= 0.05 * area[keep].max()
+    if keep.any():  # specks go, but a pen's dot (a decimal point) is as thick as its strokes
+        dot = (depth >= 0.6 * np.median(depth[keep])) & (np.maximum(bw, bh) <= 3 * depth + 2)
+        keep &= (area >= 0.05 * area[keep].max()) | (dot & (area >= 12))
     table = np.concatenate([[False], keep])
     return table[labels].astype(np.uint8)

@@ -2,7 +2,7 @@
 
 `TrainConfig` holds each setting with its default (the `classic` recipe's value), the help text
 of its command-line flag and its valid values; `mnist-cnn train` makes its flags from it. A
-recipe names the values that differ from those defaults. `--model NAME` picks a recipe and any
+recipe names the values that differ from those defaults. `--recipe NAME` picks a recipe and any
 flag given overrides it. This module imports nothing heavy, so `mnist-cnn --help` stays quick.
 """
 
@@ -66,6 +66,15 @@ class TrainConfig:
     )
     clean_epochs: int = setting(0, "last N epochs without augmentation", low=0)
     label_smoothing: float = setting(0.0, "label smoothing, e.g. 0.1 (0: off)", low=0, high=1)
+    teacher: str | None = setting(
+        None, "a trained model (.keras or run folder) whose answers the network learns too"
+    )
+    teacher_share: float = setting(
+        0.5, "share of each training target that is the teacher's answer", low=0, high=1
+    )
+    teacher_temperature: float = setting(
+        2.0, "softens the teacher's answers (p ** (1 / T), renormalised)", low=0.1
+    )
     precision: str = setting(
         "float32",
         "compute precision while training (auto: mixed_bfloat16 where the processor has "
@@ -203,7 +212,7 @@ RENAMED = {"seed": "classic", "seed-peer": "classic-peer"}  # earlier names, sti
 def _renamed(name: str) -> MnistCnnError:
     return MnistCnnError(
         f"the recipe and network {name!r} are now called {RENAMED[name]!r} (--seed N is only "
-        f"the random seed): use --model {RENAMED[name]}"
+        f"the random seed): use --recipe {RENAMED[name]}"
     )
 
 
@@ -212,7 +221,7 @@ def make_config(model: str = "classic", **overrides: Any) -> TrainConfig:
     if model in RENAMED:
         raise _renamed(model)
     if model not in RECIPES:
-        raise MnistCnnError(f"unknown model {model!r}: choose one of {', '.join(RECIPES)}")
+        raise MnistCnnError(f"unknown recipe {model!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(model=model, **values)
 

@@ -58,36 +58,6 @@ class Pixels(BaseModel):
     pixels: list[list[float]] = Field(min_length=SIZE, max_length=SIZE)
 
 
-class Answer(BaseModel):
-    """What /api/predict returns (documented in /docs)."""
-
-    digit: int | None = Field(description="the digit, or null when unsure")
-    probabilities: list[float] = Field(description="calibrated probability of each digit 0-9")
-    confidence: float = Field(description="the top digit's probability")
-    unsure: bool = Field(description="confidence under the server's --min-confidence")
-    top3: list[tuple[int, float]] = Field(description="(digit, probability), the likeliest 3")
-    input: list[list[int]] | None = Field(None, description="the 28x28 the model saw (images)")
-
-
-class Digit(BaseModel):
-    digit: int | None
-    confidence: float
-    top3: list[tuple[int, float]]
-    box: list[int] = Field(description="x0, y0, x1, y1 in the image's pixels")
-    input: list[list[int]] = Field(description="the 28x28 the model saw: a correction's pixels")
-
-
-class NumberAnswer(BaseModel):
-    """What /api/read-number returns: the string ('?' for an unsure digit) and each digit."""
-
-    number: str
-    digits: list[Digit]
-    sheet: list[tuple[float, float]] | None = Field(
-        None, description="the sheet's corners (x, y) when one was cut out of a photo"
-    )
-    size: tuple[int, int] = Field(description="width, height of the picture as read")
-
-
 class Batcher:
     """Runs whatever requests are waiting as one batch in a worker thread, one batch at a time."""
 
@@ -361,7 +331,7 @@ async def model_route(request: Request) -> dict[str, Any]:
     return _served(request).info
 
 
-@routes.post("/api/predict", openapi_extra=PIXELS_BODY, response_model=Answer)
+@routes.post("/api/predict", openapi_extra=PIXELS_BODY, response_model=predict.Digit)
 async def predict_route(request: Request) -> Response:
     """One digit: an image (multipart field `file`, or the body as image/*), or JSON pixels.
 
@@ -376,37 +346,43 @@ async def predict_route(request: Request) -> Response:
         body = await _image_bytes(request, content_type)
         digit = seen = await off_the_loop(served, _normalised, body)
     p = (await served.batcher(digit[None, ..., None].astype(np.float32)))[0]
-    answer = predict.answer(p, served.min_confidence)
-    result = {
-        "digit": answer.digit,
-        "probabilities": [round(float(v), 6) for v in p],
-        "confidence": answer.confidence,
-        "unsure": answer.digit is None,
-        "top3": answer.top3,
-    }
-    if seen is not None:
-        result["input"] = seen.round().astype(int).tolist()
-    return Response(orjson.dumps(result), media_type="application/json")
+    answer = predict.answer(p, served.min_confidence, seen=seen)
+    return Response(orjson.dumps(answer.to_json()), media_type="application/json")
 
 
-@routes.post("/api/read-number", openapi_extra=IMAGE_BODY, response_model=NumberAnswer)
-async def read_number_route(request: Request) -> dict[str, Any]:
-    """Several digits in a row (multipart field `file`, or the body as image/*)."""
+@routes.post("/api/read-number", openapi_extra=IMAGE_BODY, response_model=predict.Number)
+async def read_number_route(request: Request, decimal_comma: bool | None = None) -> Response:
+    """A number written in a row (multipart field `file`, or the body as image/*): its text
+    and value, each digit (with the 28x28 the model saw) and each mark. `decimal_comma`: a
+    comma is the decimal mark (true), a thousands separator (false), or (unset) the decimal
+    mark unless three digits follow it."""
     served = _served(request)
     body = await _image_bytes(request, request.headers.get("content-type", ""))
-    loop = asyncio.get_running_loop()
+    classify = _through_batches(served)
+    gray, located = await off_the_loop(served, _locate_number, body, classify)
+    probs = await served.batcher(np.stack([seen for _, _, seen in located[1]])[..., None])
+    size = (int(gray.shape[1]), int(gray.shape[0]))
+    number = predict.number_answer(
+        located, probs, served.min_confidence, decimal_comma, inputs=True, size=size
+    )
+    return Response(orjson.dumps(number.to_json()), media_type="application/json")
 
-    def classify(x: np.ndarray) -> np.ndarray:  # from the image thread, through the batches
-        return asyncio.run_coroutine_threadsafe(served.batcher(x), loop).result()
 
-    gray, found, pieces = await off_the_loop(served, _locate_number, body, classify)
-    probs = await served.batcher(np.stack([seen for _, _, seen in pieces])[..., None])
-    number, answers = predict.number_answer(pieces, probs, served.min_confidence)
-    for one, (_, _, seen) in zip(answers, pieces, strict=True):
-        one["input"] = seen.round().astype(int).tolist()
-    sheet = None if found.sheet is None else np.round(found.sheet, 1).tolist()
-    size = [int(gray.shape[1]), int(gray.shape[0])]
-    return {"number": number, "digits": answers, "sheet": sheet, "size": size}
+@routes.post("/api/read-numbers", openapi_extra=IMAGE_BODY, response_model=predict.Page)
+async def read_numbers_route(request: Request, decimal_comma: bool | None = None) -> Response:
+    """Every number on a page (multipart field `file`, or the body as image/*): lines of
+    numbers, top to bottom, each as /api/read-number answers, and `table`, the rows of text
+    (numbers in their columns where they stand in columns)."""
+    served = _served(request)
+    body = await _image_bytes(request, request.headers.get("content-type", ""))
+    classify = _through_batches(served)
+
+    def read(body: bytes) -> predict.Page:
+        gray = digits.read_image(body)
+        return predict.read_numbers(gray, classify, served.min_confidence, decimal_comma, True)
+
+    page = await off_the_loop(served, read, body)
+    return Response(orjson.dumps(page.to_json()), media_type="application/json")
 
 
 @feedback_routes.post("/api/feedback", status_code=201, openapi_extra=FEEDBACK_BODY)
@@ -478,9 +454,20 @@ def _check_token(request: Request, token: str | None) -> None:
         )
 
 
+def _through_batches(served: Served) -> Classifier:
+    """A classifier for the image thread that sends its images through the batches, where
+    the model settles how a number's marks form digits."""
+    loop = asyncio.get_running_loop()
+
+    def classify(x: np.ndarray) -> np.ndarray:
+        return asyncio.run_coroutine_threadsafe(served.batcher(x), loop).result()
+
+    return classify
+
+
 def _locate_number(body: bytes, classify: Classifier) -> tuple:
     gray = digits.read_image(body)
-    return (gray, *digits.locate_number(gray, classify))
+    return gray, digits.locate_number(gray, classify)
 
 
 async def _image_bytes(request: Request, content_type: str) -> bytes:

@@ -356,6 +356,19 @@ _LAST: dict[str, Compiled] = {}  # the last program this process compiled (at mo
 NOT_THE_PROGRAM = ("seed", "out", "data_dir", "test_limit")  # settings that change no graph
 
 
+def _taught(
+    cfg: TrainConfig, teacher: keras.Model, targets: np.ndarray, images: np.ndarray
+) -> np.ndarray:
+    """Targets that are partly the teacher's answers (distillation): where an ensemble is
+    unsure of a digit, or sees two, one network learns that too, and reads as the ensemble
+    does at a fraction of the cost. The teacher reads each training image once, undistorted;
+    softened by its temperature, its answers say which digits an image resembles even where
+    it is sure (Hinton et al. 2015)."""
+    answers = evaluate.predict_proba(teacher, images) ** (1 / cfg.teacher_temperature)
+    answers /= answers.sum(axis=1, keepdims=True)
+    return (1 - cfg.teacher_share) * targets + cfg.teacher_share * answers.astype(np.float32)
+
+
 def _steps_per_call(cfg: TrainConfig) -> int:
     """cfg.steps_per_execution where Keras runs it: not on PyTorch (Keras refuses), nor under
     a distribution strategy (TensorFlow's multi-step loop fails there in Keras 3.15)."""
@@ -384,7 +397,7 @@ def _compiled(cfg: TrainConfig, images: np.ndarray, steps: int) -> Compiled:
         kept.pool.images.assign(images)
         kept.trainer._initial_epoch = None  # where a resumed run's checkpoint had it start
         return kept
-    if cfg.label_smoothing:
+    if cfg.label_smoothing or cfg.teacher:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
         accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
@@ -456,6 +469,34 @@ def _train(
     """train(), in a run folder this process holds. Every kill point leaves the run either
     finished (metrics.json) or resumable: the checkpoint of the last finished epoch stays
     until metrics.json is written, and a run with no finished epoch resumes from the start."""
+    _check_folder(run, resume)
+    # what "auto" means on this machine, saved as such: a resumed run computes as it began
+    cfg = dataclasses.replace(cfg, precision=models.resolve_precision(cfg.precision))
+    if cfg.teacher:  # found again from wherever the run is resumed
+        cfg = dataclasses.replace(cfg, teacher=str(Path(cfg.teacher).resolve()))
+    keras.utils.set_random_seed(cfg.seed)
+    compile_cache()
+    started = time.perf_counter()
+    ds = dataset or data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
+    extra = None
+    if cfg.synthetic:  # digits by other writers, from the training fonts and styles only
+        extra = synth.training_digits(SYNTHETIC_POOL, cfg.seed)
+    teacher = models.load(cfg.teacher) if cfg.teacher else None
+    load_seconds = time.perf_counter() - started
+    # only now, so that a run stopped by bad data or missing fonts can simply be started again
+    artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
+    pool = _pooled(cfg, ds, extra, teacher)
+    del teacher
+    with distribute.scope(dist):  # variables made here are mirrored on every replica
+        compiled = _compiled(cfg, pool.images, pool.steps)
+    pool.images = None
+    _fit(cfg, run, compiled, pool, probe, extra_callbacks, verbose)
+    distribute.finish(dist)
+    return _finish(cfg, run, ds, compiled.model, dist, load_seconds)
+
+
+def _check_folder(run: Path, resume: bool) -> None:
+    """One clear error where the folder holds a run it should not (or none to resume)."""
     if (run / "metrics.json").exists():
         raise MnistCnnError(
             f"{run} already holds a finished run (metrics.json): "
@@ -467,22 +508,26 @@ def _train(
         )
     if resume and not (run / "config.json").exists():
         raise MnistCnnError(f"{run} holds no run to resume: start one with --out {run}")
-    # what "auto" means on this machine, saved as such: a resumed run computes as it began
-    cfg = dataclasses.replace(cfg, precision=models.resolve_precision(cfg.precision))
-    keras.utils.set_random_seed(cfg.seed)
-    compile_cache()
-    started = time.perf_counter()
-    ds = dataset or data.load(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
-    extra = None
-    if cfg.synthetic:  # digits by other writers, from the training fonts and styles only
-        extra = synth.training_digits(SYNTHETIC_POOL, cfg.seed)
-    load_seconds = time.perf_counter() - started
-    # only now, so that a run stopped by bad data or missing fonts can simply be started again
-    artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
 
-    # The Pool's images, the same in every process: MNIST's training digits, the synthetic
-    # ones, validation's. Under multiworker each process trains on its own shard of the
-    # indices, with its share of each batch.
+
+@dataclass
+class Pooled:
+    """The Pool's images and what indexes them: this process's training and validation
+    indices and targets, the synthetic digits' (indices, targets), the batch and its steps."""
+
+    images: np.ndarray | None
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    extra: tuple[np.ndarray, np.ndarray] | None
+    batch_size: int
+    steps: int
+
+
+def _pooled(cfg: TrainConfig, ds: data.Dataset, extra: Any, teacher: Any) -> Pooled:
+    """The Pool's images, the same in every process: MNIST's training digits, the synthetic
+    ones, validation's. Under multiworker each process trains on its own shard of the
+    indices, with its share of each batch. Targets are one-hot where the loss smooths them
+    or a teacher's answers join them."""
     pooled = [ds.x_train] + ([extra.x[..., None]] if extra is not None else []) + [ds.x_val]
     starts = np.cumsum([0] + [len(x) for x in pooled])
     train_index, y_train = distribute.shard(np.arange(starts[0], starts[1]), ds.y_train)
@@ -491,13 +536,28 @@ def _train(
         extra = (np.arange(starts[1], starts[2]), extra.y)
     batch_size = cfg.batch_size // distribute.processes()[1]
     steps = math.ceil(len(y_train) / (batch_size - round(cfg.synthetic * batch_size)))
-    if cfg.label_smoothing:  # Keras smooths one-hot targets only
+    if cfg.label_smoothing or cfg.teacher:  # Keras smooths one-hot targets only
         y_train, y_val = (keras.utils.to_categorical(y, NUM_CLASSES) for y in (y_train, y_val))
         if extra is not None:
             extra = (extra[0], keras.utils.to_categorical(extra[1], NUM_CLASSES))
-    with distribute.scope(dist):  # variables made here are mirrored on every replica
-        compiled = _compiled(cfg, np.concatenate(pooled), steps)
-    del pooled
+    images = np.concatenate(pooled)
+    if teacher is not None:
+        y_train = _taught(cfg, teacher, y_train, images[train_index])
+        if extra is not None:
+            extra = (extra[0], _taught(cfg, teacher, extra[1], images[extra[0]]))
+    return Pooled(images, (train_index, y_train), (val_index, y_val), extra, batch_size, steps)
+
+
+def _fit(
+    cfg: TrainConfig,
+    run: Path,
+    compiled: Compiled,
+    pool: Pooled,
+    probe: Probe | None,
+    extra_callbacks: list,
+    verbose: int | str,
+) -> None:
+    """Keras' fit over the pooled indices, with this package's callbacks first."""
     trainer, model, augmentation = compiled.trainer, compiled.model, compiled.augmentation
     callbacks = [
         EpochLog(run / "history.json", probe, model),
@@ -510,14 +570,17 @@ def _train(
         callbacks.append(keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False))
     elif verbose:
         print("no TensorBoard logs: Keras writes them with TensorFlow, which is not installed")
+    (train_index, y_train), (val_index, y_val) = pool.train, pool.val
     validation = (val_index.astype(np.int32), y_val) if len(y_val) else None
-    if augmentation is not None or extra is not None:
+    if augmentation is not None or pool.extra is not None:
         clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
-        batches = Batches(train_index, y_train, batch_size, cfg.seed, extra, cfg.synthetic)
+        batches = Batches(
+            train_index, y_train, pool.batch_size, cfg.seed, pool.extra, cfg.synthetic
+        )
         inputs = {"x": batches}
         callbacks.append(EpochSync(batches, augmentation, clean_from))
     else:  # Keras shuffles, as it would the images themselves
-        inputs = {"x": train_index.astype(np.int32), "y": y_train, "batch_size": batch_size}
+        inputs = {"x": train_index.astype(np.int32), "y": y_train, "batch_size": pool.batch_size}
     trainer.fit(
         **inputs,
         epochs=cfg.epochs,
@@ -526,7 +589,17 @@ def _train(
         verbose=verbose,
     )
 
-    distribute.finish(dist)
+
+def _finish(
+    cfg: TrainConfig,
+    run: Path,
+    ds: data.Dataset,
+    model: keras.Model,
+    dist: Any,
+    load_seconds: float,
+) -> TrainResult:
+    """The one way a run ends: a float32 model, calibrated on validation, saved, loaded back as
+    users load it, scored on the test set, with its curves and metrics."""
     if cfg.precision != "float32" or cfg.strategy == "multiworker":
         # save and score a plain float32 model, on this process alone, with the same weights
         trained, model = model, models.build(cfg.architecture)

@@ -237,7 +237,7 @@ fetch("/api/model").then((r) => r.json()).then((m) => {
 clearPad();
 
 // Read a photo: shrunk in the browser to what the server reads (a phone photo is larger than a
-// request may be), sent to /api/read-number, shown with each digit boxed and correctable.
+// request may be), sent to /api/read-numbers, shown with each digit boxed and correctable.
 const MAX_SIDE = 1024;
 const photoInput = document.getElementById("photo");
 const photoView = document.getElementById("photo-view");
@@ -245,6 +245,8 @@ const photoStatus = document.getElementById("photo-status");
 const number = document.getElementById("number");
 const photoDigits = document.getElementById("photo-digits");
 const photoThanks = document.getElementById("photo-thanks");
+const numbersView = document.getElementById("numbers");
+const numbersTools = document.getElementById("numbers-tools");
 
 // `capture` opens the camera straight away on a phone, with no way to pick a saved photo:
 // so one input for each
@@ -262,7 +264,7 @@ async function readPhoto(file) {
     const picture = await shrunk(file);
     const body = new FormData();
     body.append("file", await new Promise((r) => picture.toBlob(r, "image/jpeg", 0.92)), "photo.jpg");
-    const response = await fetch("/api/read-number", { method: "POST", body });
+    const response = await fetch("/api/read-numbers", { method: "POST", body });
     const answer = await response.json();
     if (!response.ok) {
       showPhoto(picture, null);
@@ -293,33 +295,103 @@ async function shrunk(file) {
   return canvas;
 }
 
-function showPhoto(picture, answer) {
+// The page as read: the photo with every digit and mark boxed, each number in a field of its
+// own (a line of fields a line of writing) to be corrected before it is copied or saved as CSV,
+// and each digit's card below to send a correction to the feedback store.
+function showPhoto(picture, page) {
   photoView.width = picture.width;
   photoView.height = picture.height;
   const view = photoView.getContext("2d");
   view.drawImage(picture, 0, 0);
   photoDigits.replaceChildren();
-  number.textContent = answer ? answer.number || "–" : "–";
-  photoView.dataset.boxes = answer ? answer.digits.length : 0;
-  if (!answer) return;
-  const k = picture.width / answer.size[0];
+  numbersView.replaceChildren();
+  const numbers = page ? page.lines.flat() : [];
+  photoView.dataset.boxes = numbers.reduce((n, one) => n + one.digits.length, 0);
+  numbersTools.hidden = !numbers.length;
+  if (!page) return showNumber();
+  const k = picture.width / page.size[0];
   view.lineWidth = Math.max(2, picture.width / 300);
-  if (answer.sheet) {
+  if (page.sheet) {
     view.strokeStyle = "#3b6fd8";
     view.beginPath();
-    answer.sheet.forEach(([x, y], i) => (i ? view.lineTo(x * k, y * k) : view.moveTo(x * k, y * k)));
+    page.sheet.forEach(([x, y], i) => (i ? view.lineTo(x * k, y * k) : view.moveTo(x * k, y * k)));
     view.closePath();
     view.stroke();
   }
-  answer.digits.forEach((d, i) => {
-    const [x0, y0, x1, y1] = d.box.map((v) => v * k);
-    view.strokeStyle = view.fillStyle = d.digit === null ? "#d26a00" : "#1b9e4b";
-    view.strokeRect(x0, y0, x1 - x0, y1 - y0);
-    view.font = `bold ${Math.max(14, (y1 - y0) * 0.4)}px system-ui, sans-serif`;
-    const text = d.digit === null ? "?" : String(d.digit);  // its confidence is on its card
-    view.fillText(text, x0, y0 > 24 ? y0 - view.lineWidth * 2 : y1 + 20);
-    photoDigits.appendChild(digitCard(d, i, answer));
+  page.lines.forEach((line) => {
+    const row = document.createElement("div");
+    row.className = "line";
+    line.forEach((one) => row.appendChild(numberField(one)));
+    numbersView.appendChild(row);
   });
+  numbers.forEach((one) => {
+    one.digits.forEach((d, i) => {
+      const [x0, y0, x1, y1] = d.box.map((v) => v * k);
+      view.strokeStyle = view.fillStyle = d.digit === null ? "#d26a00" : "#1b9e4b";
+      view.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      view.font = `bold ${Math.max(14, (y1 - y0) * 0.4)}px system-ui, sans-serif`;
+      const text = d.digit === null ? "?" : String(d.digit);  // its confidence is on its card
+      view.fillText(text, x0, y0 > 24 ? y0 - view.lineWidth * 2 : y1 + 20);
+      photoDigits.appendChild(digitCard(d, i, one));
+    });
+    one.marks.forEach((m) => {  // a decimal point, a comma, a minus sign: found by shape
+      const [x0, y0, x1, y1] = m.box.map((v) => v * k);
+      view.strokeStyle = view.fillStyle = "#8a2be2";
+      view.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      view.fillText(m.kind, x0, y1 + 20);
+    });
+  });
+  showNumber();
+}
+
+// A number's text, to be corrected by hand; the field is the number's from then on.
+function numberField(one) {
+  const field = document.createElement("input");
+  field.className = "number";
+  field.value = one.text;
+  field.setAttribute("aria-label", "a number read");
+  field.size = Math.max(3, one.text.length + 1);
+  field.addEventListener("input", () => showNumber());
+  one.field = field;
+  return field;
+}
+
+// The numbers as the fields now hold them: a row a line of writing.
+function numbersRead() {
+  return [...numbersView.children].map((line) => [...line.children].map((f) => f.value.trim()));
+}
+
+function showNumber() {
+  const found = numbersRead();
+  number.textContent = found.length ? found.map((r) => r.join("  ")).join(" / ") : "–";
+}
+
+function csv() {
+  const cell = (v) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+  return numbersRead().map((r) => r.map(cell).join(",")).join("\n") + "\n";
+}
+
+document.getElementById("copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(csv());
+    photoThanks.textContent = "copied";
+  } catch (err) {
+    photoThanks.textContent = `not copied (${err.message || err})`;
+  }
+});
+
+document.getElementById("download").addEventListener("click", () => {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([csv()], { type: "text/csv" }));
+  link.download = "numbers.csv";
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+});
+
+// The number's text with its i-th digit (not counting marks and spaces) made `digit`.
+function withDigit(text, i, digit) {
+  let seen = -1;
+  return [...text].map((c) => (/[0-9?]/.test(c) && ++seen === i ? String(digit) : c)).join("");
 }
 
 // One digit: its 28x28, its reading (or "?" and the likeliest digits), and 0-9 to correct it.
@@ -365,7 +437,8 @@ function fixButtons(d, i, answer, read) {
       });
       read.textContent = String(g);
       answer.digits[i] = { ...d, digit: g, fixed: true };
-      number.textContent = answer.digits.map((e) => (e.digit === null ? "?" : e.digit)).join("");
+      answer.field.value = withDigit(answer.field.value, i, g);
+      showNumber();
     });
     fix.appendChild(button);
   }

@@ -1,0 +1,346 @@
+"""Numbers as people write them: decimal points, commas and minus signs, in phone-style photos.
+
+    python benchmarks/as_written.py [--count 20] [--source mnist|writers|both] [--out F]
+
+Each photo holds one number written in a row, composed as `benchmarks/photos.py` composes its
+photos (the same conditions, digits training never sees: MNIST *test* digits or the held-out
+stroke styles), with the marks drawn by several pens: a decimal point (a round dot, a blot or a
+short tick, one to two strokes wide), a comma (a dot with a tail, or a tail alone, reaching
+below the baseline), a minus sign (a short bar, a little tilted, at mid-height). Four kinds of
+number, `--count` of each per condition and source: plain (2-5 digits; half of them with
+specks of dirt beside the digits, the size of a pen's grain), decimal (`12.5`), comma (`3,14`),
+negative (`-47`, `-3.5`). Each photo is read through `predict.read_number` (the packaged model,
+its threshold); scores per kind: the exact text, the value, the marks found and missed, and
+false marks (a mark reported that was not written). Then `--pages` pages of numbers on lines
+under each condition (a column of 2-10 numbers, or a table of 2-5 lines of 2-3), read through
+`predict.read_numbers`: lines found with the right count of numbers, numbers read exactly,
+columns and pages whose CSV is exactly what was written. Prints a table and writes JSON.
+"""
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).parent))
+import photos  # the photo conditions, shared
+
+KINDS = ("plain", "decimal", "comma", "negative")
+CONDITIONS = tuple(c for c in photos.CONDITIONS if c != "form boxes")  # one digit a box
+
+
+def stroke_width(inks: list[np.ndarray]) -> float:
+    """The digits' pen width, px: a stroke's area over half its outline."""
+    widths = []
+    for ink in inks:
+        mask = ink > 0.5
+        inner = np.zeros_like(mask)
+        inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1]
+        inner[1:-1, 1:-1] &= mask[1:-1, :-2] & mask[1:-1, 2:]
+        widths.append(2 * mask.sum() / max((mask & ~inner).sum(), 1))
+    return float(np.median(widths))
+
+
+def _canvas(w: int, h: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    img = Image.new("L", (max(2, w), max(2, h)), 0)
+    return img, ImageDraw.Draw(img)
+
+
+def _mask(img: Image.Image) -> np.ndarray:
+    return photos._tight(np.asarray(img, np.float32) / 255)
+
+
+def mark_ink(kind: str, height: int, pen: float, rng) -> tuple[np.ndarray, float]:
+    """A mark as an ink mask 0-1 and its drop below the baseline (share of the height)."""
+    pen = max(2.0, pen)
+    if kind == ".":
+        style = rng.choice(["dot", "blot", "tick"])
+        d = pen * (rng.uniform(1.0, 1.4) if style == "dot" else rng.uniform(1.4, 2.0))
+        img, draw = _canvas(int(3 * d), int(3 * d))
+        if style == "tick":
+            a = rng.uniform(0.3, 1.2)
+            draw.line([(d, 2 * d), (d + d * np.cos(a), 2 * d - d * np.sin(a))], 255, round(pen))
+        else:
+            draw.ellipse([d, d, d + d * rng.uniform(0.85, 1.15), 2 * d], fill=255)
+        return _mask(img), rng.uniform(-0.04, 0.04)
+    if kind == ",":
+        tall = height * rng.uniform(0.22, 0.4)
+        img, draw = _canvas(int(tall + 4 * pen), int(tall + 4 * pen))
+        x, y = 2 * pen + tall * 0.4, 2 * pen
+        if rng.random() < 0.6:  # a dot with a tail
+            draw.ellipse([x - pen * 0.7, y, x + pen * 0.7, y + 1.4 * pen], fill=255)
+        tip = (x - tall * rng.uniform(0.15, 0.4), y + tall)
+        draw.line(
+            [(x + pen * 0.4, y + pen), ((x + tip[0]) / 2 + pen * 0.3, y + tall * 0.6), tip],
+            255,
+            round(pen),
+            joint="curve",
+        )
+        return _mask(img), rng.uniform(0.12, 0.28)
+    if kind == "-":
+        w = height * rng.uniform(0.3, 0.7)
+        img, draw = _canvas(int(w + 4 * pen), int(w + 4 * pen))
+        tilt = np.tan(np.radians(rng.uniform(-7, 7))) * w
+        y = (w + 4 * pen) / 2
+        draw.line([(2 * pen, y + tilt / 2), (2 * pen + w, y - tilt / 2)], 255, round(pen * 1.1))
+        ink = _mask(img)
+        return ink, -rng.uniform(0.38, 0.55) + ink.shape[0] / (2 * height)
+    raise ValueError(kind)
+
+
+def written(kind: str, rng) -> str:
+    """A number of `kind` as text: plain 472, decimal 12.5, comma 3,14, negative -47 / -3.5."""
+    digits = lambda n: "".join(str(v) for v in rng.integers(0, 10, n))  # noqa: E731
+    if kind == "plain":
+        return digits(int(rng.integers(2, 6)))
+    if kind in ("decimal", "comma"):
+        mark = "." if kind == "decimal" else ","
+        return digits(int(rng.integers(1, 4))) + mark + digits(int(rng.integers(1, 3)))
+    body = digits(int(rng.integers(1, 4)))
+    return "-" + (body if rng.random() < 0.6 else body + "." + digits(1))
+
+
+def dirt(inks: list, drops: list, pen: float, rng) -> tuple[list, list]:
+    """Specks of dirt between and around the digits: grains under half a pen wide."""
+    inks, drops = list(inks), list(drops)
+    for _ in range(int(rng.integers(1, 4))):
+        d = max(1.0, pen * rng.uniform(0.2, 0.5))
+        img, draw = _canvas(int(3 * d) + 2, int(3 * d) + 2)
+        draw.ellipse([d, d, 2 * d, 2 * d], fill=int(rng.integers(120, 256)))
+        at = int(rng.integers(0, len(inks) + 1))
+        inks.insert(at, _mask(img))
+        drops.insert(at, -rng.uniform(0.0, 0.9))
+    return inks, drops
+
+
+def photo_of(text: str, make, condition: str, rng, specks: bool) -> bytes:
+    """The JPEG of `text` written under `condition`, digits from `make`."""
+    height = int(rng.integers(60, 150))
+    inks, drops = number_inks(text, make, height, rng)
+    if specks:
+        inks, drops = dirt(inks, drops, stroke_width(inks[:1]), rng)
+    return photos.compose(inks, condition, rng, drops)
+
+
+def page_ink(rows: list[list[str]], make, rng) -> np.ndarray:
+    """One ink mask 0-1 of numbers on lines (`rows`: the text of each number of each line),
+    the numbers of a line in columns a few digits apart, the lines 1.5-2.2 heights apart."""
+    height = int(rng.integers(50, 90))
+    columns = max(len(r) for r in rows)
+    width = [max(len(r[c]) if c < len(r) else 0 for r in rows) for c in range(columns)]
+    left = np.cumsum([0] + [int((w * 0.9 + rng.uniform(1.5, 3)) * height) for w in width])
+    pitch = int(height * rng.uniform(1.5, 2.2))
+    page = np.zeros((pitch * len(rows) + 3 * height, int(left[-1]) + 3 * height), np.float32)
+    for k, row in enumerate(rows):
+        for c, text in enumerate(row):
+            inks, drops = number_inks(text, make, height, rng)
+            x = int(left[c])
+            base = pitch * k + 2 * height + int(rng.integers(-height // 10, height // 10 + 1))
+            for ink, drop in zip(inks, drops, strict=True):
+                y = base - ink.shape[0] + round(drop * height)
+                area = page[y : y + ink.shape[0], x : x + ink.shape[1]]
+                np.maximum(area, ink[: area.shape[0], : area.shape[1]], out=area)
+                x += ink.shape[1] + int(rng.uniform(0.08, 0.4) * height)
+    return photos._tight(page)
+
+
+def number_inks(text: str, make, height: int, rng) -> tuple[list, list]:
+    """The ink masks of `text`'s digits and marks, and each one's drop below the baseline."""
+    numerals = [int(c) for c in text if c.isdigit()]
+    digit_inks = make(numerals)[1](height)
+    pen = stroke_width(digit_inks)
+    inks, drops, k = [], [], 0
+    for c in text:
+        if c.isdigit():
+            inks.append(digit_inks[k])
+            drops.append(0.0)
+            k += 1
+        else:
+            ink, drop = mark_ink(c, height, pen, rng)
+            inks.append(ink)
+            drops.append(drop)
+    return inks, drops
+
+
+def digit_source(source: str, rng):
+    """make(labels) -> (labels, ink maker), from MNIST test digits or the held-out writers."""
+    if source == "mnist":
+        from mnist_cnn import data
+
+        ds = data.load(val_size=0)
+        x, y = ds.x_test[..., 0], ds.y_test
+        by = [np.flatnonzero(y == d) for d in range(10)]
+
+        def make(labels):
+            idx = np.array([rng.choice(by[d]) for d in labels])
+            return labels, lambda h: photos.mnist_inks(x[idx], h)
+
+        return make
+    return lambda labels: (labels, lambda h: photos.writer_inks(labels, h, rng))
+
+
+def score(rows: list[dict]) -> dict:
+    """Exact text, value, marks found / missed / false, over the rows of one kind."""
+    marks = sum(sum(c in ".,-" for c in r["truth"]) for r in rows)
+    found = missed = false = 0
+    for r in rows:
+        truth = [c for c in r["truth"] if c in ".,-"]
+        said = [c for c in r["read"] if c in ".,-"]
+        hits = sum(min(truth.count(c), said.count(c)) for c in ".,-")
+        found, missed, false = found + hits, missed + len(truth) - hits, false + len(said) - hits
+    n = max(len(rows), 1)
+    return {
+        "numbers": len(rows),
+        "exact": sum(r["read"] == r["truth"] for r in rows) / n,
+        "digits_exact": sum(_digits(r["read"]) == _digits(r["truth"]) for r in rows) / n,
+        "marks_written": marks,
+        "marks_found": found,
+        "marks_missed": missed,
+        "false_marks": false,
+        "numbers_without_false_marks": sum(_false(r) == 0 for r in rows) / n,
+    }
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit() or c == "?")
+
+
+def _false(row: dict) -> int:
+    said = [c for c in row["read"] if c in ".,-"]
+    truth = [c for c in row["truth"] if c in ".,-"]
+    return sum(max(0, said.count(c) - truth.count(c)) for c in ".,-")
+
+
+def run(condition: str, make, count: int, classify, t: float, rng) -> dict:
+    from mnist_cnn import digits, predict
+
+    out, seconds = {}, []
+    for kind in KINDS:
+        rows = []
+        for i in range(count):
+            text = written(kind, rng)
+            jpeg = photo_of(text, make, condition, rng, specks=kind == "plain" and i % 2 == 1)
+            start = time.perf_counter()
+            try:
+                read = predict.read_number(digits.read_image(jpeg), classify, t).text
+            except digits.ImageError:
+                read = ""
+            seconds.append(time.perf_counter() - start)
+            rows.append({"truth": text, "read": read.replace(" ", "")})
+        out[kind] = score(rows) | {"misread": [r for r in rows if r["read"] != r["truth"]][:8]}
+    out["ms_median"] = round(1000 * float(np.median(seconds)), 1)
+    return out
+
+
+def written_page(rng) -> list[list[str]]:
+    """A column of 2-10 numbers, or (one page in three) a table of 2-5 lines of 2-3."""
+    kind = lambda: str(rng.choice(KINDS, p=[0.4, 0.2, 0.2, 0.2]))  # noqa: E731
+    if rng.random() < 2 / 3:
+        return [[written(kind(), rng)] for _ in range(int(rng.integers(2, 11)))]
+    columns = int(rng.integers(2, 4))
+    return [[written(kind(), rng) for _ in range(columns)] for _ in range(int(rng.integers(2, 6)))]
+
+
+def run_pages(condition: str, make, count: int, classify, t: float, rng) -> dict:
+    """Pages of numbers on lines: lines found with the right count of numbers, numbers read
+    exactly, pages whose CSV (`Page.table`) is exactly what was written."""
+    from mnist_cnn import digits, predict
+
+    lines = right_lines = numbers = exact = pages_exact = columns = columns_exact = 0
+    misread, seconds = [], []
+    for _ in range(count):
+        truth = written_page(rng)
+        jpeg = photos.compose([page_ink(truth, make, rng)], condition, rng)
+        start = time.perf_counter()
+        try:
+            page = predict.read_numbers(digits.read_image(jpeg), classify, t)
+            table = [[c.replace(" ", "") for c in row] for row in page.table()]
+            found = [[n.text.replace(" ", "") for n in line] for line in page.lines]
+        except digits.ImageError:
+            table, found = [], []
+        seconds.append(time.perf_counter() - start)
+        lines += len(truth)
+        right_lines += sum(len(a) == len(b) for a, b in zip(truth, found, strict=False))
+        for a, b in zip(truth, found, strict=False):
+            numbers += len(a)
+            exact += sum(x == y for x, y in zip(a, b, strict=False))
+        numbers += sum(len(a) for a in truth[len(found) :])
+        pages_exact += table == truth
+        if len(truth[0]) == 1:
+            columns += 1
+            columns_exact += table == truth
+        if table != truth and len(misread) < 6:
+            misread.append({"truth": truth, "read": table})
+    return {
+        "pages": count,
+        "lines_right_count": right_lines / max(lines, 1),
+        "numbers_exact": exact / max(numbers, 1),
+        "pages_exact": pages_exact / max(count, 1),
+        "columns": columns,
+        "columns_exact": columns_exact / max(columns, 1),
+        "ms_median": round(1000 * float(np.median(seconds)), 1),
+        "misread": misread,
+    }
+
+
+def main() -> None:
+    from mnist_cnn import engines, predict
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="run folder, .keras or .onnx (default: the packaged model)")
+    p.add_argument("--engine", default="auto", choices=engines.ENGINES)
+    p.add_argument("--count", type=int, default=20, help="numbers per kind, condition, source")
+    p.add_argument("--source", default="both", choices=["mnist", "writers", "both"])
+    p.add_argument("--conditions", nargs="*", default=list(CONDITIONS), metavar="C")
+    p.add_argument("--pages", type=int, default=10, help="pages of numbers per condition")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=f"benchmarks/as-written-{date.today()}.json")
+    args = p.parse_args()
+    classify = engines.classifier(args.model, args.engine)
+    t = predict.MIN_CONFIDENCE
+    report = {"date": str(date.today()), "model": args.model or "packaged", "threshold": t}
+    report |= {"count": args.count, "seed": args.seed, "results": {}}
+    sources = ["mnist", "writers"] if args.source == "both" else [args.source]
+    head = "".join(f"{k:>10}" for k in KINDS)
+    head += f" {'marks found':>12} {'false':>6} {'lines':>8} {'columns':>8} {'pages':>8}"
+    print(f"{'condition':22} {'source':8}{head}")
+    for source in sources:
+        for condition in args.conditions:
+            rng = np.random.default_rng(
+                [args.seed, photos.CONDITIONS.index(condition), len(source)]
+            )
+            make = digit_source(source, rng)
+            row = run(condition, make, args.count, classify, t, rng)
+            row["pages"] = run_pages(condition, make, args.pages, classify, t, rng)
+            report["results"][f"{condition} / {source}"] = row
+            written_ = sum(row[k]["marks_written"] for k in KINDS)
+            found = sum(row[k]["marks_found"] for k in KINDS)
+            false = sum(row[k]["false_marks"] for k in KINDS)
+            cells = "".join(f"{row[k]['exact']:10.1%}" for k in KINDS)
+            pages = row["pages"]
+            cells += f" {found:5}/{written_:<6} {false:6} {pages['lines_right_count']:8.1%}"
+            cells += f" {pages['columns_exact']:8.1%} {pages['pages_exact']:8.1%}"
+            print(f"{condition:22} {source:8}{cells}", flush=True)
+    totals = {k: score_all(report, k) for k in KINDS}
+    report["totals"] = totals
+    print("all:", {k: f"{v['exact']:.1%}" for k, v in totals.items()})
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+def score_all(report: dict, kind: str) -> dict:
+    rows = [r[kind] for r in report["results"].values()]
+    n = sum(r["numbers"] for r in rows)
+    keys = ("exact", "digits_exact", "numbers_without_false_marks")
+    total = {k: sum(r[k] * r["numbers"] for r in rows) / max(n, 1) for k in keys}
+    counts = ("marks_written", "marks_found", "marks_missed", "false_marks")
+    return {"numbers": n, **total, **{k: sum(r[k] for r in rows) for k in counts}}
+
+
+if __name__ == "__main__":
+    main()
