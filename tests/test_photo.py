@@ -162,3 +162,24 @@ def test_a_white_digit_drawn_on_black_is_no_sheet(test_digits):
     assert y[3] == 0 and photo.find_ink(pages[3]).sheet is None
     seen = digits.normalise(pages[3])
     assert np.isfinite(seen).all() and seen.max() == 255
+
+
+def test_a_grid_line_broken_by_the_digits_on_it_still_goes():
+    """Five thick 0s with their tops on one grid line break it into pieces, each shorter than
+    a printed line must be: together they are one line, and it goes (it once stayed, joined
+    the 0s into one mark and was dropped with them)."""
+    from PIL import ImageDraw
+
+    page = Image.new("RGB", (1024, 768), (240, 238, 244))
+    pen = ImageDraw.Draw(page)
+    for k in range(17):
+        pen.line([(0, 62 * k + 8), (1024, 62 * k + 8)], fill=(120, 140, 215), width=2)
+        pen.line([(62 * k + 8, 0), (62 * k + 8, 768)], fill=(120, 140, 215), width=2)
+    lefts = range(150, 900, 150)
+    for left in lefts:  # tops on the line at y = 318
+        pen.ellipse((left, 318, left + 100, 460), outline=(170, 25, 30), width=12)
+    ink = photo.find_ink(np.asarray(page.convert("L"), np.float32)).ink > 0
+    assert not ink[:, :140].any() and not ink[:, 910:].any()  # the grid is gone
+    for left in lefts:  # and each 0 is whole, on its own
+        assert ink[330:450, left : left + 12].any() and ink[330:450, left + 88 : left + 100].any()
+        assert not ink[:, left + 118 : left + 132].any()

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from mnist_cnn.errors import ImageError
 
@@ -307,29 +306,8 @@ def _drop_lines(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray:
         cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((t, t), np.uint8)), np.ones((3, 3), np.uint8)
     )
     thin = (mask & ~thick) * 255
-    f = 2 if max(h, w) > 512 else 1  # lines are long: half the resolution finds them
-    small = cv2.resize(thin, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else thin
-    small = (small > 0).astype(np.uint8)
-    lines = np.zeros_like(mask)
     thickness = _line_width(thin) + 2
-    for length, vertical in ((longest[0] / f, False), (longest[1] / f, True)):
-        found = cv2.HoughLinesP(
-            small,
-            1,
-            np.pi / 180,
-            threshold=int(0.8 * length),
-            minLineLength=int(length),
-            maxLineGap=int(0.02 * max(h, w) / f),
-        )
-        for x0, y0, x1, y1 in np.reshape(found if found is not None else [], (-1, 4)) * f:
-            angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))  # 0 flat, 90 upright
-            if not ((angle >= 70) if vertical else (angle <= 20)):
-                continue
-            if min(angle, 90 - angle) <= 1:  # square to the page: across it, broken bits too
-                _draw_across(lines, (x0, y0, x1, y1), thickness)
-            else:
-                cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness)
-    lines = (lines & mask) | frames
+    lines = (_straight_lines(thin, longest, thickness) & mask) | frames
     if not lines.any():
         return mask
     lines = _print_only(lines, mask & ~lines, darkness)
@@ -338,6 +316,80 @@ def _drop_lines(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray:
     across = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, np.ones((2 * thickness + 1, 1), np.uint8))
     across |= cv2.morphologyEx(kept, cv2.MORPH_CLOSE, np.ones((1, 2 * thickness + 1), np.uint8))
     return kept | (across & lines)
+
+
+def _straight_lines(thin: np.ndarray, longest: np.ndarray, thickness: int) -> np.ndarray:
+    """The flat and upright straight lines at least `longest` (width, height) long, drawn
+    `thickness` wide. A line square to the page may be broken where writing lies on it (a
+    row of digits along a grid line): its pieces count together. One Hough transform finds
+    both kinds, at half the resolution of a large picture: lines are long."""
+    h, w = thin.shape
+    f = 2 if max(h, w) > 512 else 1
+    small = cv2.resize(thin, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else thin
+    piece = float(min(longest)) / f / 3
+    found = cv2.HoughLinesP(
+        (small > 0).astype(np.uint8),
+        1,
+        np.pi / 180,
+        threshold=int(0.8 * piece),
+        minLineLength=int(piece),
+        maxLineGap=int(0.02 * max(h, w) / f),
+    )
+    lines = np.zeros(thin.shape, np.uint8)
+    square: list[tuple[bool, float, np.ndarray]] = []
+    for segment in np.reshape(found if found is not None else [], (-1, 4)) * f:
+        x0, y0, x1, y1 = segment
+        angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))  # 0 flat, 90 upright
+        upright, length = angle >= 70, float(np.hypot(x1 - x0, y1 - y0))
+        if min(angle, 90 - angle) <= 1:  # where it crosses the page's middle: its line
+            if upright:
+                mid = x0 + (h / 2 - y0) * (x1 - x0) / (y1 - y0)
+            else:
+                mid = y0 + (w / 2 - x0) * (y1 - y0) / max(x1 - x0, 1e-6)
+            square.append((bool(upright), float(mid), segment))
+        elif (upright or angle <= 20) and length >= longest[int(upright)]:
+            cv2.line(lines, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness)
+    for run in _runs(sorted(square, key=lambda s: s[:2]), thickness):
+        if _covered(run) >= longest[int(run[0][0])]:  # across the page, broken bits too
+            _draw_across(lines, _fitted(run, h, w), thickness + 2)
+    return lines
+
+
+def _fitted(run: list, h: int, w: int) -> tuple[float, float, float, float]:
+    """One segment for a run's pieces, fit through their ends: each piece's own angle is only
+    good to a degree, and drawn across the page each would widen the line."""
+    upright = run[0][0]
+    ends = np.concatenate([np.reshape(s, (2, 2)) for *_, s in run]).astype(np.float64)
+    along, off = (ends[:, 1], ends[:, 0]) if upright else (ends[:, 0], ends[:, 1])
+    slope, at = np.polyfit(along, off, 1) if np.ptp(along) > 0 else (0.0, float(off.mean()))
+    far = h if upright else w
+    if upright:
+        return (at, 0.0, at + slope * far, far)
+    return (0.0, at, far, at + slope * far)
+
+
+def _covered(run: list) -> float:
+    """How much of its line a run's segments cover: Hough finds a wide stroke several times
+    over, and those must not add up to a line."""
+    upright = run[0][0]
+    spans = sorted(sorted((s[1], s[3]) if upright else (s[0], s[2])) for *_, s in run)
+    total, reach = 0.0, -np.inf
+    for lo, hi in spans:
+        total += max(0.0, hi - max(lo, reach))
+        reach = max(reach, hi)
+    return total
+
+
+def _runs(square: list, gap: float) -> list[list]:
+    """Segments (upright, where, segment), sorted, in runs of one line each: the
+    same direction, each within `gap` of the one before."""
+    runs: list[list] = []
+    for item in square:
+        if runs and runs[-1][-1][0] == item[0] and item[1] - runs[-1][-1][1] <= gap:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def _print_only(lines: np.ndarray, rest: np.ndarray, darkness: np.ndarray) -> np.ndarray:
@@ -474,7 +526,8 @@ def _drop_shadow_tips(mask: np.ndarray, darkness: np.ndarray, gray: np.ndarray) 
     g = cv2.GaussianBlur(gray, (0, 0), 1.5)
     on = mask > 0
     which, dark, grey = labels[on], darkness[on], g[on]
-    peak = np.asarray(ndimage.maximum(darkness, labels, np.arange(n)), np.float32)
+    peak = np.zeros(n, np.float32)
+    np.maximum.at(peak, labels.ravel(), darkness.ravel())  # scipy's maximum sorts: slower
     core = dark >= 0.5 * peak[which]  # the mark's own grey, without its soft rim
     level = np.bincount(which[core], grey[core], n) / np.maximum(
         np.bincount(which[core], None, n), 1
