@@ -20,12 +20,13 @@ train: $(VENV)/.installed-train
 ## Lint, then the whole test suite (MNIST from MNIST_DATA_DIR, the user cache or a download).
 ## tests/prepare.py first gets what the tests need outside .venv: a browser for the page tests
 ## and Fashion-MNIST (a download, else Debian's packages when run as root). The tests run in
-## TEST_PROCESSES processes (pytest-xdist): a training test leaves a core idle much of the time.
+## TEST_PROCESSES processes (pytest-xdist): a training test leaves a core idle much of the time;
+## tests that share a trained run are one group, in one process, so it is trained once.
 TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python tests/prepare.py
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup
 
 ## Every recipe side by side, several seeds each (about 30 minutes on 2 cores; docs/results.md).
 bench: $(VENV)/.installed-dev

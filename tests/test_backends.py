@@ -140,7 +140,7 @@ def test_augmentation_runs_in_the_train_step_on_backend(backend):
 
 SCAN = """
 import keras, numpy as np
-from mnist_cnn import augment, models, train
+from mnist_cnn import augment, fitting, models, train
 x = np.random.default_rng(0).uniform(0, 255, (100, 28, 28, 1)).astype("float32")
 y = np.arange(100) % 10
 weights, executions = [], []
@@ -157,12 +157,12 @@ for steps in (1, 7):  # step by step, then an epoch (6 batches of 16, one of 4) 
     aug = augment.Augmentation(augment.Augment(shift=2, rotate=10), 0)
     net = models.build("fast")
     indices = keras.Input((), dtype="int32")
-    outputs = net(aug(train.Pool(x)(indices)))
-    trainer = train.Trainer(indices, outputs, epoch_steps=steps, scan=True)  # on the CPU too
+    outputs = net(aug(fitting.Pool(x)(indices)))
+    trainer = fitting.Trainer(indices, outputs, epoch_steps=steps, scan=True)  # on the CPU too
     trainer.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=steps)
     assert trainer.scans_epochs() == (steps > 1)
-    batches = train.Batches(np.arange(100), y, 16, seed=0)
-    sync = train.EpochSync(batches, aug, clean_from=2)  # the last epoch re-traced, unaugmented
+    batches = fitting.Batches(np.arange(100), y, 16, seed=0)
+    sync = fitting.EpochSync(batches, aug, clean_from=2)  # the last epoch re-traced, unaugmented
     trainer.fit(batches, epochs=3, verbose=0, callbacks=[sync, Count()])
     weights.append(net.get_weights())
 assert executions == [21, 3], executions
@@ -174,7 +174,7 @@ for steps in (1, 7):
     keras.utils.set_random_seed(0)
     net = models.build("fast")
     indices = keras.Input((), dtype="int32")
-    trainer = train.Trainer(indices, net(train.Pool(x)(indices)), epoch_steps=steps, scan=True)
+    trainer = fitting.Trainer(indices, net(fitting.Pool(x)(indices)), epoch_steps=steps, scan=True)
     trainer.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=steps)
     assert trainer.scans_epochs() == (steps > 1)
     trainer.fit(np.arange(100, dtype="int32"), y, batch_size=16, epochs=2, shuffle=False, verbose=0)

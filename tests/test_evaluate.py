@@ -16,6 +16,7 @@ def test_tta_shift_moves_pixels():
     assert not moved[:, 0].any() and not moved[:, :, -1].any()
 
 
+@pytest.mark.xdist_group("short-best-runs")  # the process that trains them once for all
 def test_ensemble_is_the_mean_of_its_members(
     best_run, deep_run, small_run, mnist_dir, tmp_path, capsys
 ):

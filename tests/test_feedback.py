@@ -287,7 +287,7 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     for name in ("model.keras", "config.json", "curves.png", "confusion.png"):
         assert (out / name).exists(), name
     assert cli.main(["predict", "--model", str(out), str(tmp_path / "missing.png")]) == 1
-    with pytest.raises(MnistCnnError, match="already holds a run"):
+    with pytest.raises(MnistCnnError, match=r"already holds a finished run.*another --out"):
         train.finetune(small_run[0], db, out)  # never over a run
     capsys.readouterr()
 

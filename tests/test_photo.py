@@ -166,8 +166,8 @@ def test_a_white_digit_drawn_on_black_is_no_sheet(test_digits):
 
 def test_a_grid_line_broken_by_the_digits_on_it_still_goes():
     """Five thick 0s with their tops on one grid line break it into pieces, each shorter than
-    a printed line must be: together they are one line, and it goes (it once stayed, joined
-    the 0s into one mark and was dropped with them)."""
+    a printed line must be: together they are one line, and it goes (else it stays, joins
+    the 0s into one mark, and they go with it)."""
     from PIL import ImageDraw
 
     page = Image.new("RGB", (1024, 768), (240, 238, 244))
@@ -183,3 +183,39 @@ def test_a_grid_line_broken_by_the_digits_on_it_still_goes():
     for left in lefts:  # and each 0 is whole, on its own
         assert ink[330:450, left : left + 12].any() and ink[330:450, left + 88 : left + 100].any()
         assert not ink[:, left + 118 : left + 132].any()
+
+
+@pytest.mark.parametrize(("pen", "dot"), [(4, 18), (16, 9)])
+def test_a_decimal_point_thicker_or_thinner_than_the_strokes_stays(pen, dot):
+    """A felt pen's blot beside fine strokes is no stain, and a light touch's dot beside bold
+    strokes no speck: each stays as ink, for `marks` to read as a decimal point."""
+    from PIL import ImageDraw
+
+    page = Image.new("L", (900, 500), 236)
+    draw = ImageDraw.Draw(page)
+    for left in (250, 520):  # two 0s, 150 px tall
+        draw.ellipse((left, 150, left + 100, 300), outline=25, width=pen)
+    centre = (435, 300 - dot // 2)  # on the baseline, between them
+    draw.ellipse((centre[0] - dot // 2, centre[1] - dot // 2, centre[0] + dot // 2, 300), fill=25)
+    ink = photo.find_ink(np.asarray(page, np.float32)).ink
+    assert (ink[280:305, 415:455] > 100).sum() >= 0.5 * dot * dot
+
+
+def test_a_sticky_note_written_from_edge_to_edge_is_found_with_every_digit():
+    """A row of digits across a small note, the first and last touching its edges (the last in
+    a finer pen), cuts the note's paper in two: it is still found as one sheet, and the digits
+    at its edges are writing, not a strip of table left by the cut."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(5)
+    table = (60 + 25 * np.sin(np.arange(768)[:, None] / 9 + np.arange(1024)[None] / 40)).clip(0)
+    photo_ = Image.fromarray(np.repeat(table[..., None], 3, 2).astype(np.uint8))
+    draw = ImageDraw.Draw(photo_)
+    draw.rectangle((500, 260, 820, 580), fill=(250, 236, 120))  # the note
+    for k, left in enumerate((500, 583, 666, 750)):  # four 0s from edge to edge
+        draw.ellipse((left, 360, left + 70, 480), outline=(170, 25, 30), width=12 if k < 3 else 5)
+    gray = np.asarray(photo_.convert("L"), np.float32) + rng.normal(0, 2, (768, 1024))
+    found = photo.find_ink(gray)
+    assert found.sheet is not None
+    _, _, stats, _ = cv2.connectedComponentsWithStats((found.ink > 60).astype(np.uint8))
+    assert (stats[1:, cv2.CC_STAT_HEIGHT] > 0.25 * found.ink.shape[0]).sum() == 4

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mnist_cnn import augment, models, recipes, train
+from mnist_cnn import augment, fitting, models, recipes
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -28,7 +28,7 @@ def test_best_and_best_deep_feed_their_nets_the_same_batches():
     seen = []
     for name in ("best", "best-deep"):
         cfg = recipes.make_config(name)
-        idx, _ = train.Batches(np.arange(64), np.arange(64), 32, seed=1)[0]
+        idx, _ = fitting.Batches(np.arange(64), np.arange(64), 32, seed=1)[0]
         seen.append(augment.apply(x[idx], augment.Augment.from_config(cfg), seed=1))
     assert np.array_equal(seen[0], seen[1])
     assert recipes.make_config("best").architecture != recipes.make_config("best-deep").architecture

@@ -100,9 +100,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
-    from mnist_cnn import evaluate
+    from mnist_cnn import runs
 
-    metrics = evaluate.ensemble(args.models, args.out, args.data_dir, args.test_limit)
+    metrics = runs.ensemble(args.models, args.out, args.data_dir, args.test_limit)
     print("members: " + "  ".join(f"{a:.4f}" for a in metrics["member_test_accuracy"]))
     _print_metrics(metrics, Path(args.out))
 

@@ -6,7 +6,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_cnn import artifacts, data, models, plots
+from mnist_cnn import artifacts, plots
 from mnist_cnn.data import NUM_CLASSES
 
 EPS = 1e-7  # Keras' epsilon: the loss matches what model.evaluate would report
@@ -120,35 +120,3 @@ def evaluate(
     plots.save(wrong, out_dir / "misclassified.png")
     artifacts.write_json(out_dir / "metrics.json", metrics)
     return metrics
-
-
-def _member(path: str | Path) -> dict[str, Any]:
-    """Where a member came from and, from its run folder, the recipe that made it: the
-    ensemble's config says how to train it again even once the member folders are gone."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    member: dict[str, Any] = {"path": str(path)}
-    if (folder / "config.json").is_file():
-        member["config"] = artifacts.read_json(folder / "config.json")
-    return member
-
-
-def ensemble(
-    paths: list[str | Path],
-    out: str | Path,
-    data_dir: str | None = None,
-    test_limit: int | None = None,
-) -> dict[str, Any]:
-    """Average saved models into one, save it in `out` (model.keras, config.json) and score it
-    and each member on the test set; returns the ensemble's metrics (members' too)."""
-    out = artifacts.prepare_dir(out)
-    members = [models.load(path) for path in paths]
-    config = {"model": "ensemble", "members": [_member(p) for p in paths]}  # before any writing
-    ds = data.load(data_dir, val_size=0, test_limit=test_limit)
-    member_acc = [score(predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"] for m in members]
-    artifacts.write_with(out / "model.keras", models.ensemble(members).save)
-    artifacts.write_json(out / "config.json", config)
-    saved = models.load(out / "model.keras")  # score what was written, as users load it
-    members_at = [m["path"] for m in config["members"]]  # their recipes: config.json
-    extra = {"model": "ensemble", "members": members_at, "member_test_accuracy": member_acc}
-    return evaluate(saved, ds.x_test, ds.y_test, out, extra)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mnist_cnn import marks
 from mnist_cnn.errors import ImageError
 
 cv2.setNumThreads(1)  # one request, one core: a server's workers would otherwise fight for them
@@ -134,7 +135,9 @@ def _flatten_sheet(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.
 
 def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
     """The corners of the largest bright four-sided region that something darker surrounds,
-    in the photo's pixels; None when the paper fills the photo or no such region is found."""
+    in the photo's pixels; None when the paper fills the photo or no such region is found.
+    When none is, again with the writing closed over: a row of digits from edge to edge of a
+    small sheet (a sticky note) cuts it in two, each half too small to count."""
     f = SHEET_SIDE / max(gray.shape)
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
     f = min(f, 1.0)
@@ -143,11 +146,23 @@ def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
     mean = cv2.blur(small.astype(np.float32), (5, 5))
     spread = cv2.blur(small.astype(np.float32) ** 2, (5, 5)) - mean**2
     bright &= (spread < FLAT**2).astype(np.uint8)  # paper is even: a tablecloth's squares are not
-    # the writing leaves holes in the paper: filled, or a row of digits across a small sheet
-    # (a sticky note) would cut it in two below
+    r = max(2, round(0.04 * max(small.shape)))  # cuts off a tablecloth's bright squares
+    for closing in (1, 2 * r + 1):  # upright only: the writing runs across (a closed-over
+        # tablecloth would join its squares to the sheet, so only where nothing else was found)
+        closed = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((closing, 1), np.uint8))
+        quad = _quad_of(closed, small, spread, r)
+        if quad is not None:
+            return (quad / f).astype(np.float32)
+    return None
+
+
+def _quad_of(
+    bright: np.ndarray, small: np.ndarray, spread: np.ndarray, r: int
+) -> np.ndarray | None:
+    """The sheet's four corners in `small`, from its bright even paper; or None."""
+    # the writing leaves holes in the paper: filled, or a row of digits would cut it below
     outlines, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(bright, outlines, -1, 1, thickness=cv2.FILLED)
-    r = max(2, round(0.04 * max(small.shape)))  # cuts off a tablecloth's bright squares
     bright = cv2.morphologyEx(
         bright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     )
@@ -183,8 +198,7 @@ def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
     quad = _order(quad)
     if len(np.unique(quad, axis=0)) < 4:
         return None  # no clear top-left, top-right, ... corners: a diamond
-    quad = quad + 0.02 * (quad.mean(0) - quad)  # a little inside: no strip of table comes along
-    return (quad / f).astype(np.float32)
+    return quad + 0.02 * (quad.mean(0) - quad)  # a little inside: no strip of table comes along
 
 
 def _four_corners(hull: np.ndarray) -> np.ndarray | None:
@@ -557,8 +571,10 @@ def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray
     border = (x < m) | (y < m) | (x + bw > w - m) | (y + bh > h - m)
     inner = area[~border].max() if (~border).any() else 0
     long = (bw > 0.5 * w) | (bh > 0.5 * h)
+    # as tall as the writing away from the border: a digit written up to the sheet's edge
+    tall = bh >= 0.6 * np.median(bh[~border]) if (~border).any() else np.zeros_like(border)
     # along the border: a strip, or a bit beside the writing; but a digit filling its crop stays
-    keep = ~(border & ((long & (inner >= 0.1 * area)) | (area < 0.5 * area.max())))
+    keep = ~(border & ((long & (inner >= 0.1 * area)) | ((area < 0.5 * area.max()) & ~tall)))
     if min(h, w) < 100:
         keep[:] = True
     on = mask > 0
@@ -571,10 +587,11 @@ def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray
     np.maximum.at(depth, which, cv2.distanceTransform(mask, cv2.DIST_L2, 3)[on])
     depth = depth[1:]
     if keep.sum() > 1:  # a blob far thicker than the strokes, solid or cut by the border:
-        thick = depth > 3 * np.median(depth[keep])  # a shadow's corner, a stain
-        keep &= ~(thick & ((area > 0.5 * bw * bh) | border))
+        thick = depth > 3 * np.median(depth[keep])  # a shadow's corner, a stain; but not one
+        dot = np.maximum(bw, bh) <= marks.DOT * np.median(bh[keep])  # a decimal point's size
+        keep &= ~(thick & ((area > 0.5 * bw * bh) | border) & ~(dot & ~border))
     if keep.any():  # specks go, but a pen's dot (a decimal point) is as thick as its strokes
-        dot = (depth >= 0.6 * np.median(depth[keep])) & (np.maximum(bw, bh) <= 3 * depth + 2)
+        dot = (depth >= 0.5 * np.median(depth[keep])) & (np.maximum(bw, bh) <= 3 * depth + 2)
         keep &= (area >= 0.05 * area[keep].max()) | (dot & (area >= 12))
     table = np.concatenate([[False], keep])
     return table[labels].astype(np.uint8)

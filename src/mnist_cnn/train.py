@@ -7,7 +7,6 @@ import math
 import platform
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,12 @@ import numpy as np
 from mnist_cnn import (
     artifacts,
     augment,
-    calibrate,
     data,
     distribute,
     evaluate,
+    fitting,
     models,
-    plots,
+    runs,
     synth,
 )
 from mnist_cnn.data import MIN_CONFIDENCE, NUM_CLASSES
@@ -52,253 +51,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
 
 
-class Pool(keras.layers.Layer):
-    """The training images, kept where the model computes (a GPU's memory, or the CPU's).
-
-    Training moves them there once (MNIST's 60,000 digits take 188 MB as float32); its train
-    step is then given a batch of indices and takes the images from here, so no image crosses
-    from the host while training. A weight that checkpoints and saved models skip: it is data,
-    not something learned.
-    """
-
-    def __init__(self, images: np.ndarray, **kwargs):
-        super().__init__(dtype="float32", trainable=False, **kwargs)
-        pixels = np.asarray(images, np.float32)
-        self.images = self.add_weight(
-            shape=pixels.shape,
-            initializer=lambda shape, dtype: pixels,
-            dtype="float32",
-            trainable=False,
-            name="images",
-        )
-
-    def call(self, indices: object) -> object:
-        return keras.ops.take(self.images, indices, axis=0)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (*input_shape, *self.images.shape[1:])
-
-    def save_own_variables(self, store: Any) -> None:
-        pass  # rebuilt from the data set on resume
-
-    def load_own_variables(self, store: Any) -> None:
-        pass
-
-
-class Trainer(keras.Model):
-    """What fit trains (indices in, the Pool's images, augmentation, the network); on a GPU
-    with JAX it runs each epoch as one compiled program.
-
-    With `epoch_steps` on JAX (without a multi-process distribution) a call of the train
-    function gets a whole epoch's batches of indices, stacks them and runs Keras' own train
-    step over them with `jax.lax.scan`: the host dispatches once an epoch instead of once a
-    step, which is what bounded short runs on a GPU. A last, smaller batch runs as
-    one step of its own. `scan=None` does this on accelerators only: on the CPU, XLA runs the
-    scanned epoch about 4x slower than step by step (`fast`: 76-77 s against 16-19
-    s); True forces it (tests). Elsewhere it is a plain functional model.
-    """
-
-    def __init__(
-        self,
-        inputs: Any,
-        outputs: Any,
-        epoch_steps: int = 1,
-        scan: bool | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.epoch_steps, self.scan = epoch_steps, scan
-
-    def scans_epochs(self) -> bool:
-        if self.epoch_steps < 2 or keras.backend.backend() != "jax" or self.scan is False:
-            return False
-        import jax
-
-        on_device = self.scan or jax.default_backend() != "cpu"
-        return on_device and keras.distribution.distribution() is None and not self.run_eagerly
-
-    def make_train_function(self, force: bool = False) -> Any:
-        if not self.scans_epochs():
-            return super().make_train_function(force)
-        if self.train_function is not None and not force:
-            return self.train_function
-        import itertools
-
-        import jax
-
-        def train_epoch(state: Any, stacked: Any) -> Any:
-            def body(state: Any, batch: Any) -> Any:
-                logs, state = self.train_step(state, batch)
-                return state, logs
-
-            state, logs = jax.lax.scan(body, state, stacked)
-            return jax.tree.map(lambda v: v[-1], logs), state
-
-        many = jax.jit(train_epoch, donate_argnums=0)
-        one = jax.jit(self.train_step, donate_argnums=0)
-
-        def train_function(state: Any, iterator: Any) -> Any:
-            batches = list(itertools.islice(iterator, self.steps_per_execution))
-            if not batches:
-                raise StopIteration
-            shapes = lambda b: [np.shape(v) for v in jax.tree.leaves(b)]  # noqa: E731
-            for _, run in itertools.groupby(batches, key=shapes):  # full batches, then the rest
-                run = list(run)
-                if len(run) == 1:
-                    logs, state = one(state, run[0])
-                else:
-                    stacked = jax.tree.map(lambda *v: jax.numpy.stack(v), *run)
-                    logs, state = many(state, stacked)
-            return logs, state
-
-        self.train_function = train_function
-        return train_function
-
-
-class Batches(keras.utils.PyDataset):
-    """Each training batch as the indices of its images in the Pool, and their labels; a new
-    order every epoch, seeded by (run seed, epoch), so a resumed run sees what it would have.
-    Images are taken and augmented later, inside the train step.
-
-    `index` holds the Pool indices of the MNIST digits to train on (labels `y`). With `extra`
-    (Pool indices and labels of the synthetic digits of other writers) and a `share` of it,
-    that share of every batch is drawn from them at random and the rest is MNIST; an epoch
-    still goes through every MNIST digit once, so it has 1 / (1 - share) times the batches.
-    """
-
-    def __init__(
-        self,
-        index: np.ndarray,
-        y: np.ndarray,
-        batch_size: int,
-        seed: int,
-        extra: tuple[np.ndarray, np.ndarray] | None = None,
-        share: float = 0.0,
-    ):
-        super().__init__()
-        self.index, self.y, self.batch_size, self.seed = index, y, batch_size, seed
-        self.extra = extra
-        self.drawn = round(share * batch_size) if extra is not None else 0
-        self.taken = batch_size - self.drawn  # MNIST images per batch
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Shuffle as epoch `epoch` does (also after a resume)."""
-        self.epoch = epoch
-        self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.y))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.taken)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        at = self.order[i * self.taken : (i + 1) * self.taken]
-        index, y = self.index[at], self.y[at]
-        if self.drawn:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            pick = rng.integers(0, len(self.extra[1]), self.drawn)
-            index = np.concatenate([index, self.extra[0][pick]])
-            y = np.concatenate([y, self.extra[1][pick]])
-        return index.astype(np.int32), y
-
-
-class EpochSync(keras.callbacks.Callback):
-    """Tells the batches and the augmentation which epoch is starting, so that a resumed run
-    goes on where it stopped: the batches' order, the augmentation's random stream (seeded by
-    run seed and epoch), and from epoch `clean_from` on (0-based) no augmentation at all, the
-    closing epochs on undistorted digits that fit the model to digits as the test set has them.
-    """
-
-    def __init__(
-        self,
-        batches: Batches,
-        augmentation: augment.Augmentation | None = None,
-        clean_from: int | None = None,
-    ):
-        super().__init__()
-        self.batches, self.augmentation, self.clean_from = batches, augmentation, clean_from
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.batches.set_epoch(epoch)
-        if self.augmentation is None:
-            return
-        self.augmentation.reseed(self.batches.seed, epoch)
-        enabled = self.clean_from is None or epoch < self.clean_from
-        if enabled != self.augmentation.enabled:
-            self.augmentation.enabled = enabled
-            self.model.make_train_function(force=True)  # trace the step anew, without it
-
-
 SYNTHETIC_POOL = 20_000  # synthetic digits made per run (1-2 minutes); batches draw from them
-
-Probe = Callable[[keras.Model], dict[str, float]]
-
-
-class Progress(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, ending at the epoch's true step count: with several steps per call
-    Keras reports each call's last step number, past the end in an epoch's last call (448/430)."""
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        super().on_train_batch_end(min(batch, self.target - 1) if self.target else batch, logs)
-
-
-class EpochLog(keras.callbacks.Callback):
-    """history.json rewritten after every epoch, so a killed run keeps what it learned.
-
-    epoch_seconds is time spent training; the validation pass Keras runs at the end of each
-    epoch is timed apart (val_seconds), so train_seconds measures training alone.
-
-    `probe(network)`, if given, adds values to each epoch's row after the epoch's clock has
-    stopped, and to the epoch's logs that later callbacks see (the benchmark logs test accuracy
-    per epoch this way, untimed, and stops at a target). `network` is the model being trained
-    (images in, probabilities out), which fit may be training behind the Pool and augmentation.
-    """
-
-    def __init__(self, path: Path, probe: Probe | None = None, network: keras.Model | None = None):
-        super().__init__()
-        self.path = path
-        self.probe = probe
-        self.network = network
-        self.history: dict[str, list[float]] | None = None
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if self.history is None:  # first epoch of this process: pick up a resumed run's past
-            old = artifacts.read_json(self.path) if self.path.exists() else {}
-            self.history = {k: v[:epoch] for k, v in old.items()}
-        self.started = time.perf_counter()
-        self.val_seconds = 0.0
-
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        self.val_started = time.perf_counter()
-
-    def on_test_end(self, logs: dict | None = None) -> None:
-        self.val_seconds += time.perf_counter() - self.val_started
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        seconds = time.perf_counter() - self.started - self.val_seconds
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {**{k: float(v) for k, v in (logs or {}).items()}, "epoch_seconds": seconds, "lr": lr}
-        row["val_seconds"] = self.val_seconds
-        if self.probe is not None:
-            probed = self.probe(self.network or self.model)
-            row.update(probed)
-            if logs is not None:
-                logs.update(probed)
-        for key, value in row.items():
-            self.history.setdefault(key, []).append(value)
-        artifacts.write_json(self.path, self.history)
-
-
-class DiskGuard(keras.callbacks.Callback):
-    """Stops training with one clear error when the disk cannot take the next checkpoint
-    (h5py crashes the process on a full disk); the last checkpoint stays, so --resume works."""
-
-    def __init__(self, run: Path, model: keras.Model):
-        super().__init__()
-        self.run = run
-        self.needed = 3 * 4 * model.count_params() + 8_000_000  # two copies, optimizer, slack
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        artifacts.check_room(self.run, self.needed)
 
 
 def _have(module: str) -> bool:
@@ -330,25 +83,17 @@ def environment() -> dict[str, str]:
     }
 
 
-@dataclass
-class TrainResult:
-    """What a run made: the model as saved (calibrated, float32), its per-epoch history, the
-    metrics also written to metrics.json, and the run folder."""
-
-    model: keras.Model
-    history: dict[str, list[float]]
-    metrics: dict[str, Any]
-    run: Path
+TrainResult = runs.Result  # what train and finetune return
 
 
 @dataclass
 class Compiled:
     """A trainer as built and compiled for one program, and what a later run resets in it."""
 
-    trainer: Trainer
+    trainer: fitting.Trainer
     model: keras.Model  # the network inside, which runs save
     augmentation: augment.Augmentation | None
-    pool: Pool
+    pool: fitting.Pool
     start: list[np.ndarray]  # the optimizer's variables before its first step
 
 
@@ -395,7 +140,7 @@ def _compiled(cfg: TrainConfig, images: np.ndarray, steps: int) -> Compiled:
         for variable, value in zip(kept.trainer.optimizer.variables, kept.start, strict=True):
             variable.assign(value)
         kept.pool.images.assign(images)
-        kept.trainer._initial_epoch = None  # where a resumed run's checkpoint had it start
+        kept.trainer.from_the_start()
         return kept
     if cfg.label_smoothing or cfg.teacher:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
@@ -408,11 +153,11 @@ def _compiled(cfg: TrainConfig, images: np.ndarray, steps: int) -> Compiled:
     aug = augment.Augment.from_config(cfg)
     augmentation = augment.Augmentation(aug, cfg.seed) if aug else None
     indices = keras.Input((), dtype="int32")
-    pool = Pool(images)
+    pool = fitting.Pool(images)
     taken = pool(indices)
     if augmentation is not None:
         taken = augmentation(taken)
-    trainer = Trainer(indices, model(taken), epoch_steps=steps, name="trainer")
+    trainer = fitting.Trainer(indices, model(taken), epoch_steps=steps, name="trainer")
     trainer.compile(
         optimizer=make_optimizer(cfg, steps),
         loss=loss,
@@ -433,7 +178,7 @@ def train(
     resume: bool = False,
     verbose: int | str = "auto",
     dataset: data.Dataset | None = None,
-    probe: Probe | None = None,
+    probe: fitting.Probe | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
@@ -446,11 +191,7 @@ def train(
     `dataset` skips loading (it must match cfg's split); `probe` is passed to EpochLog.
     """
     dist = distribute.strategy(cfg.strategy)  # first: collective ops must be set up early
-    with artifacts.claim(cfg.out) as run:
-        if overwrite and not resume:
-            for old in run.iterdir():
-                if old.name != ".lock":
-                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+    with runs.claim(cfg.out, resume, overwrite) as run:
         result = _train(cfg, run, dist, resume, verbose, dataset, probe, callbacks or [])
         shutil.rmtree(run / "checkpoint", ignore_errors=True)  # finished: nothing to resume
     return result
@@ -463,13 +204,12 @@ def _train(
     resume: bool,
     verbose: int | str,
     dataset: data.Dataset | None,
-    probe: Probe | None,
+    probe: fitting.Probe | None,
     extra_callbacks: list[keras.callbacks.Callback],
 ) -> TrainResult:
     """train(), in a run folder this process holds. Every kill point leaves the run either
     finished (metrics.json) or resumable: the checkpoint of the last finished epoch stays
     until metrics.json is written, and a run with no finished epoch resumes from the start."""
-    _check_folder(run, resume)
     # what "auto" means on this machine, saved as such: a resumed run computes as it began
     cfg = dataclasses.replace(cfg, precision=models.resolve_precision(cfg.precision))
     if cfg.teacher:  # found again from wherever the run is resumed
@@ -484,7 +224,7 @@ def _train(
     teacher = models.load(cfg.teacher) if cfg.teacher else None
     load_seconds = time.perf_counter() - started
     # only now, so that a run stopped by bad data or missing fonts can simply be started again
-    artifacts.write_json(run / "config.json", dataclasses.asdict(cfg))
+    artifacts.write_json(run / runs.CONFIG, dataclasses.asdict(cfg))
     pool = _pooled(cfg, ds, extra, teacher)
     del teacher
     with distribute.scope(dist):  # variables made here are mirrored on every replica
@@ -493,21 +233,6 @@ def _train(
     _fit(cfg, run, compiled, pool, probe, extra_callbacks, verbose)
     distribute.finish(dist)
     return _finish(cfg, run, ds, compiled.model, dist, load_seconds)
-
-
-def _check_folder(run: Path, resume: bool) -> None:
-    """One clear error where the folder holds a run it should not (or none to resume)."""
-    if (run / "metrics.json").exists():
-        raise MnistCnnError(
-            f"{run} already holds a finished run (metrics.json): "
-            + ("nothing to resume" if resume else "choose another --out")
-        )
-    if (run / "config.json").exists() and not resume:
-        raise MnistCnnError(
-            f"{run} already holds a run: pass --resume {run} to continue it, or another --out"
-        )
-    if resume and not (run / "config.json").exists():
-        raise MnistCnnError(f"{run} holds no run to resume: start one with --out {run}")
 
 
 @dataclass
@@ -553,15 +278,15 @@ def _fit(
     run: Path,
     compiled: Compiled,
     pool: Pooled,
-    probe: Probe | None,
+    probe: fitting.Probe | None,
     extra_callbacks: list,
     verbose: int | str,
 ) -> None:
     """Keras' fit over the pooled indices, with this package's callbacks first."""
     trainer, model, augmentation = compiled.trainer, compiled.model, compiled.augmentation
     callbacks = [
-        EpochLog(run / "history.json", probe, model),
-        DiskGuard(run, model),  # before the checkpoint: a full disk must not crash its writer
+        fitting.EpochLog(run / runs.HISTORY, probe, model),
+        fitting.DiskGuard(run, model),  # before the checkpoint: a full disk must not crash it
         keras.callbacks.BackupAndRestore(
             str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
         ),
@@ -574,18 +299,18 @@ def _fit(
     validation = (val_index.astype(np.int32), y_val) if len(y_val) else None
     if augmentation is not None or pool.extra is not None:
         clean_from = cfg.epochs - cfg.clean_epochs if cfg.clean_epochs else None
-        batches = Batches(
+        batches = fitting.Batches(
             train_index, y_train, pool.batch_size, cfg.seed, pool.extra, cfg.synthetic
         )
         inputs = {"x": batches}
-        callbacks.append(EpochSync(batches, augmentation, clean_from))
+        callbacks.append(fitting.EpochSync(batches, augmentation, clean_from))
     else:  # Keras shuffles, as it would the images themselves
         inputs = {"x": train_index.astype(np.int32), "y": y_train, "batch_size": pool.batch_size}
     trainer.fit(
         **inputs,
         epochs=cfg.epochs,
         validation_data=validation,
-        callbacks=callbacks + extra_callbacks + ([Progress()] if verbose else []),
+        callbacks=callbacks + extra_callbacks + ([fitting.Progress()] if verbose else []),
         verbose=verbose,
     )
 
@@ -598,37 +323,29 @@ def _finish(
     dist: Any,
     load_seconds: float,
 ) -> TrainResult:
-    """The one way a run ends: a float32 model, calibrated on validation, saved, loaded back as
-    users load it, scored on the test set, with its curves and metrics."""
+    """A float32 model, on this process alone, and what the run's history says of it, through
+    the one way a run ends (`runs.finish`: calibrated on validation, saved, scored)."""
     if cfg.precision != "float32" or cfg.strategy == "multiworker":
         # save and score a plain float32 model, on this process alone, with the same weights
         trained, model = model, models.build(cfg.architecture)
         model.set_weights([np.asarray(w) for w in trained.get_weights()])
-    calibration = None
-    if len(ds.y_val):  # fold a temperature fit on the validation split into the saved model
-        calibration = calibrate.calibrate(model, ds.x_val, ds.y_val)
-    artifacts.write_with(run / "model.keras", model.save)
-    history = artifacts.read_json(run / "history.json")
-    plots.save(plots.curves(history), run / "curves.png")
-    best = int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None
+    past = runs.history(run)
+    best = int(np.argmax(past["val_accuracy"])) + 1 if "val_accuracy" in past else None
     facts = {
         "model": cfg.model,
         "seed": cfg.seed,
-        "epochs": len(history["loss"]),
-        "train_seconds": round(sum(history["epoch_seconds"]), 3),
-        "val_seconds": round(sum(history.get("val_seconds", [])), 3),
+        "epochs": len(past["loss"]),
+        "train_seconds": round(sum(past["epoch_seconds"]), 3),
+        "val_seconds": round(sum(past.get("val_seconds", [])), 3),
         "load_seconds": round(load_seconds, 3),
-        "val_accuracy": history["val_accuracy"][-1] if best else None,
+        "val_accuracy": past["val_accuracy"][-1] if best else None,
         "best_val_epoch": best,
         "train_size": len(ds.y_train),
         "flops_per_image": models.flops_per_image(model),
         "replicas": distribute.replicas(dist),
-        "calibration": calibration,
         **environment(),
     }
-    saved = models.load(run / "model.keras")  # score what was written, exactly as users load it
-    metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, facts)
-    return TrainResult(saved, history, metrics, run)
+    return runs.finish(run, model, ds, facts, calibrate_on=(ds.x_val, ds.y_val))
 
 
 class Corrections(keras.utils.PyDataset):
@@ -684,9 +401,7 @@ def finetune(
     batch, replayed MNIST the rest, so MNIST accuracy holds (benchmarks/feedback.py)."""
     started = time.perf_counter()
     store, (x, y, ids) = _kept_corrections(feedback_db)
-    with artifacts.claim(out) as run:
-        if (run / "config.json").exists():
-            raise MnistCnnError(f"{run} already holds a run: choose another --out")
+    with runs.claim(out, resumable=False) as run:
         keras.utils.set_random_seed(seed)
         order = np.random.default_rng(seed).permutation(len(y))
         kept = max(1, round(holdout * len(y)))  # corrections set aside
@@ -703,26 +418,28 @@ def finetune(
             "calibration_ids": sorted(int(i) for i in ids[calib]),
             **dict(steps=steps, lr=lr, batch_size=batch_size, holdout=holdout, seed=seed),
         }
-        artifacts.write_json(run / "config.json", config)
+        artifacts.write_json(run / runs.CONFIG, config)
         batches = Corrections(x[used][..., None], y[used], ds, steps, batch_size, seed)
         history = _fit_corrections(model, batches, lr, verbose)
-        x_cal = np.concatenate([ds.x_val, x[calib][..., None]])
-        calibration = calibrate.calibrate(model, x_cal, np.concatenate([ds.y_val, y[calib]]))
-        artifacts.write_with(run / "model.keras", model.save)
-        artifacts.write_json(run / "history.json", history)
-        plots.save(plots.curves(history), run / "curves.png")
-        saved = models.load(run / "model.keras")
-        extra = {
+        artifacts.write_json(run / runs.HISTORY, history)
+        facts = {
             **config,
             "before": before,
-            "after": _correction_scores(saved, x[held], y[held], ds),
-            "calibration": calibration,
             "train_seconds": round(history["epoch_seconds"][0], 3),
-            "finetune_seconds": round(time.perf_counter() - started, 3),
             **environment(),
         }
-        metrics = evaluate.evaluate(saved, ds.x_test, ds.y_test, run, extra)
-    return TrainResult(saved, history, metrics, run)
+        x_cal = np.concatenate([ds.x_val, x[calib][..., None]])
+        return runs.finish(
+            run,
+            model,
+            ds,
+            facts,
+            calibrate_on=(x_cal, np.concatenate([ds.y_val, y[calib]])),
+            scored=lambda saved: {
+                "after": _correction_scores(saved, x[held], y[held], ds),
+                "finetune_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
 
 def _kept_corrections(feedback_db: str | Path | None) -> tuple[Any, tuple]:
