@@ -56,6 +56,19 @@ def test_an_unreadable_member_config_stops_the_ensemble_before_it_writes(
     assert not (out / "model.keras").exists() and not (out / "config.json").exists()
 
 
+def test_an_ensemble_never_writes_over_a_run(small_run, mnist_dir, tmp_path, capsys):
+    """`--out` naming a folder that holds a run is one clear error, and the run is untouched."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(small_run[0], out)
+    before = (out / "model.keras").read_bytes(), (out / "metrics.json").read_text()
+    args = ["ensemble", str(small_run[0]), str(small_run[0]), "--out", str(out)]
+    assert cli.main([*args, "--data-dir", str(mnist_dir), "--test-limit", "200"]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert ((out / "model.keras").read_bytes(), (out / "metrics.json").read_text()) == before
+
+
 def test_ece_is_zero_when_confidence_matches_accuracy():
     probs = np.tile([0.8] + [0.2 / 9] * 9, (1000, 1))
     y = np.r_[np.zeros(800, int), np.ones(200, int)]

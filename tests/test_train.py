@@ -14,7 +14,7 @@ import pytest
 from conftest import SMALL
 from PIL import Image
 
-from mnist_cnn import cli, data, models, train
+from mnist_cnn import cli, data, models, runs, train
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -322,7 +322,7 @@ def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_th
     assert_trained_alike(warm, cold)
 
 
-def assert_trained_alike(a: train.TrainResult, b: train.TrainResult) -> None:
+def assert_trained_alike(a: runs.Result, b: runs.Result) -> None:
     """The same losses epoch by epoch and the same weights, up to float rounding."""
     assert np.allclose(a.history["loss"], b.history["loss"], rtol=1e-5)
     for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=True):

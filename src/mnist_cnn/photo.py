@@ -588,9 +588,10 @@ def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray
     depth = depth[1:]
     if keep.sum() > 1:  # a blob far thicker than the strokes, solid or cut by the border:
         thick = depth > 3 * np.median(depth[keep])  # a shadow's corner, a stain; but not one
-        dot = np.maximum(bw, bh) <= marks.DOT * np.median(bh[keep])  # a decimal point's size
-        keep &= ~(thick & ((area > 0.5 * bw * bh) | border) & ~(dot & ~border))
-    if keep.any():  # specks go, but a pen's dot (a decimal point) is as thick as its strokes
+        point_sized = np.maximum(bw, bh) <= marks.DOT * np.median(bh[keep])  # a blot's size
+        keep &= ~(thick & ((area > 0.5 * bw * bh) | border) & ~(point_sized & ~border))
+    if keep.any():  # specks go, but a pen's dot (a decimal point) is at least half as thick
+        # as its strokes, and about as wide as it is thick
         dot = (depth >= 0.5 * np.median(depth[keep])) & (np.maximum(bw, bh) <= 3 * depth + 2)
         keep &= (area >= 0.05 * area[keep].max()) | (dot & (area >= 12))
     table = np.concatenate([[False], keep])

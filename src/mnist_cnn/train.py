@@ -83,9 +83,6 @@ def environment() -> dict[str, str]:
     }
 
 
-TrainResult = runs.Result  # what train and finetune return
-
-
 @dataclass
 class Compiled:
     """A trainer as built and compiled for one program, and what a later run resets in it."""
@@ -181,7 +178,7 @@ def train(
     probe: fitting.Probe | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     overwrite: bool = False,
-) -> TrainResult:
+) -> runs.Result:
     """Train, save and evaluate one model into the run folder cfg.out.
 
     With resume=True the run folder's config.json is trusted and training continues from the
@@ -206,7 +203,7 @@ def _train(
     dataset: data.Dataset | None,
     probe: fitting.Probe | None,
     extra_callbacks: list[keras.callbacks.Callback],
-) -> TrainResult:
+) -> runs.Result:
     """train(), in a run folder this process holds. Every kill point leaves the run either
     finished (metrics.json) or resumable: the checkpoint of the last finished epoch stays
     until metrics.json is written, and a run with no finished epoch resumes from the start."""
@@ -322,7 +319,7 @@ def _finish(
     model: keras.Model,
     dist: Any,
     load_seconds: float,
-) -> TrainResult:
+) -> runs.Result:
     """A float32 model, on this process alone, and what the run's history says of it, through
     the one way a run ends (`runs.finish`: calibrated on validation, saved, scored)."""
     if cfg.precision != "float32" or cfg.strategy == "multiworker":
@@ -393,7 +390,7 @@ def finetune(
     seed: int = 0,
     data_dir: str | None = None,
     verbose: int | str = 0,
-) -> TrainResult:
+) -> runs.Result:
     """Teach a trained model the corrections a person kept (`mnist-cnn feedback review`), into
     a normal run folder. A share `holdout` is set aside: half of it, with MNIST's validation
     digits, recalibrates the model after training (label smoothing would leave it less sure:
