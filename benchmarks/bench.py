@@ -66,7 +66,10 @@ def child(
 
     cfg = train.make_config(recipe, seed=seed, out=str(out / "run"), epochs=max_epochs)
     stop = [StopAtTarget()] if stop_at_target else []
-    metrics = train.train(cfg, verbose=0, dataset=ds, probe=probe, callbacks=stop).metrics
+    reuse = train.Reuse()  # the warm runs below skip compiling the step again
+    metrics = train.train(
+        cfg, verbose=0, dataset=ds, probe=probe, callbacks=stop, reuse=reuse
+    ).metrics
     history = json.loads((out / "run" / "history.json").read_text())
     elapsed, time_to_target = 0.0, None
     for secs, acc in zip(history["epoch_seconds"], history["test_accuracy"], strict=True):
@@ -79,7 +82,7 @@ def child(
     for i in range(1, warm + 1):
         run = str(out / f"warm{i}")
         again = train.make_config(recipe, seed=seed + i, out=run, epochs=max_epochs)
-        m = train.train(again, verbose=0, dataset=ds).metrics
+        m = train.train(again, verbose=0, dataset=ds, reuse=reuse).metrics
         warm_runs.append({"train_seconds": m["train_seconds"], "test_accuracy": m["test_accuracy"]})
 
     speeds = dict.fromkeys(INFERENCE)

@@ -1,5 +1,6 @@
 """Users' corrections: the SQLite store, the API, the CLI and fine-tuning on them."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -262,6 +263,11 @@ def test_the_cli_shows_exports_and_clears_corrections(tmp_path, capsys):
     assert "deleted 3" in capsys.readouterr().out.splitlines()[-1]
 
 
+def tune(model, db, out, **settings):
+    cfg = train.make_config("finetune", init_from=str(model), feedback_db=str(db), out=str(out))
+    return train.train(dataclasses.replace(cfg, **settings), verbose=0)
+
+
 def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     small_run, mnist_dir, tmp_path, capsys
 ):
@@ -275,7 +281,7 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     store.add(np.full((28, 28), 255.0), 8)  # pending: never learnt
     out = tmp_path / "tuned"
     args = ["finetune", "--model", str(small_run[0]), "--feedback", str(db), "--out", str(out)]
-    assert cli.main([*args, "--steps", "40", "--data-dir", str(mnist_dir)]) == 0
+    assert cli.main([*args, "--steps-per-epoch", "40", "--data-dir", str(mnist_dir)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     before, after = metrics["before"], metrics["after"]
     assert after["corrections_held_out_accuracy"] >= before["corrections_held_out_accuracy"]
@@ -284,11 +290,15 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     assert {"corrections_held_out_unsure"} <= after.keys()
     history = json.loads((out / "history.json").read_text())
     assert history["loss"][-1] < 2.0
+    config = json.loads((out / "config.json").read_text())  # a config run through train
+    assert config["model"] == "finetune" and config["steps_per_epoch"] == 40
+    assert config["init_from"] == str(small_run[0].resolve()) and config["feedback_db"] == str(db)
+    assert config["architecture"] == "classic" and len(metrics["held_out_ids"]) == 8
     for name in ("model.keras", "config.json", "curves.png", "confusion.png"):
         assert (out / name).exists(), name
     assert cli.main(["predict", "--model", str(out), str(tmp_path / "missing.png")]) == 1
     with pytest.raises(MnistCnnError, match=r"already holds a finished run.*another --out"):
-        train.finetune(small_run[0], db, out)  # never over a run
+        tune(small_run[0], db, out)  # never over a run
     capsys.readouterr()
 
 
@@ -298,4 +308,32 @@ def test_finetune_needs_some_kept_corrections(small_run, tmp_path):
     for _ in range(12):
         store.add(np.zeros((28, 28)), 1)
     with pytest.raises(MnistCnnError, match=r"0 kept corrections \(12 wait for review\).*review"):
-        train.finetune(small_run[0], db, tmp_path / "out")
+        tune(small_run[0], db, tmp_path / "out")
+
+
+def test_the_finetune_recipe_says_what_it_needs(tmp_path):
+    with pytest.raises(MnistCnnError, match=r"needs --init-from and --feedback-db"):
+        train.make_config("finetune", out=str(tmp_path / "out"))
+    assert cli.main(["train", "--recipe", "finetune", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_an_ensemble_like_the_packaged_model_fine_tunes_as_one_model(small_run, tmp_path):
+    from mnist_cnn import models
+
+    path = tmp_path / "ensemble.keras"
+    one = models.load(small_run[0])
+    models.ensemble([one, one]).save(path)
+    db = tmp_path / "f.sqlite3"
+    store = feedback.FeedbackStore(db)
+    for i in range(12):
+        store.add(np.full((28, 28), 20.0 * (i % 10)), i % 10)
+    store.review(None, keep=True)
+    with pytest.raises(MnistCnnError, match=r"not a \.keras file"):
+        tune(db, db, tmp_path / "wrong")  # the database given as the model
+    assert not (tmp_path / "wrong" / "config.json").exists()
+    result = tune(path, db, tmp_path / "out", steps_per_epoch=3, test_limit=500)
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["architecture"] == "ensemble2" and saved["precision"] == "float32"
+    assert len(result.history["loss"]) == 1 and result.metrics["corrections"] == 12
+    names = [layer.name for layer in models.load(path).layers]  # both members, tuned as one
+    assert [layer.name for layer in result.model.layers] == names

@@ -4,8 +4,9 @@ makes a resumed run see what it would have, the progress bar."""
 import h5py
 import keras
 import numpy as np
+import pytest
 
-from mnist_cnn import augment, fitting, models
+from mnist_cnn import augment, fitting, models, recipes
 
 
 def test_batches_keep_labels_with_their_images():
@@ -107,8 +108,8 @@ def test_fit_fetches_each_epoch_after_the_batches_know_it(tmp_path):
 
 
 def test_batches_mix_in_their_share_of_synthetic_digits():
-    extra = (np.arange(300, 350), np.full(50, 7))  # the synthetic digits: all 7s
-    batches = fitting.Batches(np.arange(300), np.zeros(300, int), 100, 0, extra, 0.2)
+    extra = (np.arange(300, 350), np.full(50, 7), 0.2)  # the synthetic digits: all 7s
+    batches = fitting.Batches(np.arange(300), np.zeros(300, int), 100, 0, [extra])
     assert len(batches) == 4  # 80 MNIST images a batch: every one still seen once an epoch
     seen = 0
     for i in range(len(batches)):
@@ -120,6 +121,19 @@ def test_batches_mix_in_their_share_of_synthetic_digits():
     assert seen == 300
 
 
+def test_batches_mix_in_two_extras_and_stop_after_their_steps():
+    synthetic = (np.arange(300, 350), np.full(50, 7), 0.2)
+    corrections = (np.arange(350, 360), np.full(10, 3), 0.1)
+    batches = fitting.Batches(
+        np.arange(300), np.zeros(300, int), 100, 0, [synthetic, corrections], steps=2
+    )
+    assert len(batches) == 2  # 70 MNIST a batch would take 5 batches to see them all
+    for i in range(2):
+        idx, by = batches[i]
+        assert len(idx) == 100 and (by == 7).sum() == 20 and (by == 3).sum() == 10
+        assert ((idx >= 350) == (by == 3)).all() and (idx[by == 0] < 300).all()
+
+
 def test_the_progress_bar_ends_at_the_epochs_step_count():
     """With 4 steps per call, Keras' own bar ends an epoch of 10 steps at 12/10."""
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
@@ -128,3 +142,22 @@ def test_the_progress_bar_ends_at_the_epochs_step_count():
     x, y = np.zeros((80, 4), "float32"), np.zeros(80, "int32")
     model.fit(x, y, batch_size=8, epochs=1, verbose=1, callbacks=[bar])
     assert bar.target == 10 and bar.seen == 10
+
+
+@pytest.mark.parametrize(
+    "backend, strategy, expected",
+    [
+        ("tensorflow", "none", 64),
+        ("jax", "none", 64),
+        ("torch", "none", 1),
+        ("tensorflow", "mirrored", 1),
+        ("jax", "multiworker", 1),
+    ],
+)
+def test_steps_per_call_where_keras_runs_them(backend, strategy, expected, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    cfg = recipes.make_config("classic", strategy=strategy)
+    assert cfg.steps_per_execution == 64
+    assert fitting._steps_per_call(cfg) == expected
+    peer = recipes.make_config("classic-peer")  # as the Keras example: fit's default
+    assert fitting._steps_per_call(peer) == 1

@@ -307,15 +307,15 @@ def test_a_second_run_of_the_same_program_reuses_the_compiled_step_and_trains_th
         cfg = train.make_config(  # classic: shifts, so the augmentation is reseeded too
             "classic", seed=seed, out=str(tmp_path / name), **TINY, data_dir=str(mnist_dir)
         )
-        result = train.train(cfg, verbose=0, dataset=dataset)
-        kept = next(iter(train._LAST.values()))
+        result = train.train(cfg, verbose=0, dataset=dataset, reuse=reuse)
+        kept = reuse.compiled
         return result, kept.trainer, kept.trainer.train_function
 
-    train._LAST.clear()
+    reuse = train.Reuse()
     _, trainer, step = run("first", seed=1, dataset=other)
     warm, again, warm_step = run("warm", seed=2)
     assert again is trainer and warm_step is step  # nothing traced anew
-    train._LAST.clear()
+    reuse = train.Reuse()
     cold, fresh, _ = run("cold", seed=2)
     assert fresh is not trainer
     assert warm.metrics["test_accuracy"] == cold.metrics["test_accuracy"]
@@ -342,32 +342,14 @@ def test_several_steps_per_call_train_exactly_as_one_step_per_call(mnist_dir, tm
             data_dir=str(mnist_dir),
             steps_per_execution=steps,
         )
-        return train.train(cfg, verbose=0)
+        return train.train(cfg, verbose=0, reuse=reuse)
 
+    reuse = train.Reuse()
     one, three = run("one", 1), run("three", 3)
-    assert next(iter(train._LAST.values())).trainer.steps_per_execution == 3
+    assert reuse.compiled.trainer.steps_per_execution == 3
     saved = json.loads((tmp_path / "three" / "config.json").read_text())
     assert saved["steps_per_execution"] == 3
     assert_trained_alike(one, three)
-
-
-@pytest.mark.parametrize(
-    "backend, strategy, expected",
-    [
-        ("tensorflow", "none", 64),
-        ("jax", "none", 64),
-        ("torch", "none", 1),
-        ("tensorflow", "mirrored", 1),
-        ("jax", "multiworker", 1),
-    ],
-)
-def test_steps_per_call_where_keras_runs_them(backend, strategy, expected, monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
-    cfg = train.make_config("classic", strategy=strategy)
-    assert cfg.steps_per_execution == 64
-    assert train._steps_per_call(cfg) == expected
-    peer = train.make_config("classic-peer")  # as the Keras example: fit's default
-    assert train._steps_per_call(peer) == 1
 
 
 def test_a_missing_teacher_stops_before_the_run_exists(tmp_path, mnist_dir):

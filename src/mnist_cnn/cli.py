@@ -291,20 +291,22 @@ def cmd_feedback(args: argparse.Namespace) -> None:
         print(f"deleted {store.clear()} corrections from {store.path}")
 
 
-def cmd_finetune(args: argparse.Namespace) -> None:
-    from mnist_cnn import engines, train
+FINETUNE_FLAGS = ("steps_per_epoch", "lr", "correction_share", "holdout", "seed", "data_dir")
 
-    model = args.model or engines.packaged_model()
-    result = train.finetune(
-        model,
-        args.feedback,
-        args.out,
-        steps=args.steps,
-        lr=args.lr,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        verbose="auto",
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """The finetune recipe on the packaged model and the user's corrections by default."""
+    from mnist_cnn import engines, feedback, train
+
+    overrides = {name: getattr(args, name) for name in FINETUNE_FLAGS}
+    cfg = recipes.make_config(
+        "finetune",
+        init_from=str(args.model or engines.packaged_model()),
+        feedback_db=str(args.feedback or feedback.default_path()),
+        out=args.out,
+        **overrides,
     )
+    result = train.train(cfg)
     m = result.metrics
     for when in ("before", "after"):
         print(
@@ -323,11 +325,16 @@ def cmd_summary(args: argparse.Namespace) -> None:
     models.build(recipes.make_config(name).architecture if name in RECIPES else name).summary()
 
 
-def _setting_flag(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
-    """A --flag for TrainConfig setting `f`: its help, its default, its check, stated there."""
+def _setting_flag(
+    p: argparse.ArgumentParser, f: dataclasses.Field, recipe: str | None = None
+) -> None:
+    """A --flag for TrainConfig setting `f`: its help, its default, its check, stated there
+    (the default `recipe` gives it, where the command runs one recipe)."""
     meta = f.metadata
     set_by = [name for name, values in RECIPES.items() if f.name in values]
     default = f"{f.default}; some recipes set their own" if set_by else f.default
+    if recipe is not None:
+        default = RECIPES[recipe].get(f.name, f.default)
     kind = recipes.kind_of(f)
 
     def parse(text: str):
@@ -452,10 +459,9 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--model", help="run folder or .keras file (default: the packaged model)")
     u.add_argument("--feedback", help="the corrections database (default: the user data dir's)")
     u.add_argument("--out", required=True, help="the new run folder")
-    u.add_argument("--steps", type=POSITIVE, default=200, help="batches of 128 (default 200)")
-    u.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-4, help="Adam's rate (default 3e-4)")
-    u.add_argument("--seed", type=int, default=0, help="seeds the split and batches (default 0)")
-    u.add_argument("--data-dir", help="MNIST, replayed and scored (or MNIST_DATA_DIR)")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name in FINETUNE_FLAGS:
+        _setting_flag(u, fields[name], recipe="finetune")
     u.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")

@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 import time
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,41 @@ class FeedbackStore:
         """SQLite's own check: "ok" for a whole database."""
         with closing(self._connect()) as db:
             return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+@dataclass
+class Corrections:
+    """A database's kept corrections as fine-tuning uses them, split by a seed: `learnt` join
+    the training batches, `calibration` recalibrates the model after, `held_out` scores it
+    before and after (positions into x, y, ids)."""
+
+    path: Path
+    x: np.ndarray  # (N, 28, 28, 1) float32, 0-255
+    y: np.ndarray
+    ids: np.ndarray
+    learnt: np.ndarray
+    calibration: np.ndarray
+    held_out: np.ndarray
+
+
+FEWEST_TO_LEARN = 10
+
+
+def corrections(path: str | Path, holdout: float, seed: int) -> Corrections:
+    """The kept corrections of the database at `path`, a share `holdout` set aside (half to
+    calibrate, half to score); fewer than FEWEST_TO_LEARN is one clear error."""
+    store = FeedbackStore(path)
+    x, y, ids = store.arrays("kept")
+    if len(y) < FEWEST_TO_LEARN:
+        raise MnistCnnError(
+            f"{store.path} holds {len(y)} kept corrections ({store.stats()['pending']} wait "
+            f"for review): fine-tuning needs {FEWEST_TO_LEARN}; review them with "
+            "`mnist-cnn feedback review`"
+        )
+    order = np.random.default_rng(seed).permutation(len(y))
+    kept = max(1, round(holdout * len(y)))
+    calibration, held_out, learnt = order[: kept // 2], order[kept // 2 : kept], order[kept:]
+    return Corrections(store.path, x[..., None], y, ids, learnt, calibration, held_out)
 
 
 def export(store: FeedbackStore, out: str | Path, fmt: str = "npz") -> Path:

@@ -6,10 +6,13 @@ batches (`Batches`) and the callbacks that keep a run resumable and its history 
 only places that reach into Keras' internals, and each says why: nothing else does.
 """
 
+import dataclasses
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import keras
 import numpy as np
 
 from mnist_cnn import artifacts, augment
+from mnist_cnn.recipes import TrainConfig
 
 
 class Pool(keras.layers.Layer):
@@ -59,10 +63,10 @@ class Trainer(keras.Model):
     With `epoch_steps` on JAX (without a multi-process distribution) a call of the train
     function gets a whole epoch's batches of indices, stacks them and runs Keras' own train
     step over them with `jax.lax.scan`: the host dispatches once an epoch instead of once a
-    step, which is what bounded short runs on a GPU. A last, smaller batch runs as
-    one step of its own. `scan=None` does this on accelerators only: on the CPU, XLA runs the
-    scanned epoch about 4x slower than step by step (`fast`: 76-77 s against 16-19
-    s); True forces it (tests). Elsewhere it is a plain functional model.
+    step, which is what bounded short runs on a GPU. A last, smaller batch runs as one step of
+    its own. `whole_epochs=None` does this on accelerators only: on the CPU, XLA runs the
+    scanned epoch about 4x slower than step by step (`fast`: 76-77 s against 16-19 s); True
+    forces it (tests). Elsewhere it is a plain functional model.
     """
 
     def __init__(
@@ -70,11 +74,11 @@ class Trainer(keras.Model):
         inputs: Any,
         outputs: Any,
         epoch_steps: int = 1,
-        scan: bool | None = None,
+        whole_epochs: bool | None = None,
         **kwargs: Any,
     ):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.epoch_steps, self.scan = epoch_steps, scan
+        self.epoch_steps, self.whole_epochs = epoch_steps, whole_epochs
 
     def from_the_start(self) -> None:
         """Forget the epoch a resumed run's checkpoint had fit start from: Keras keeps it on the
@@ -82,11 +86,11 @@ class Trainer(keras.Model):
         self._initial_epoch = None
 
     def scans_epochs(self) -> bool:
-        if self.epoch_steps < 2 or keras.backend.backend() != "jax" or self.scan is False:
+        if self.epoch_steps < 2 or keras.backend.backend() != "jax" or self.whole_epochs is False:
             return False
         import jax
 
-        on_device = self.scan or jax.default_backend() != "cpu"
+        on_device = self.whole_epochs or jax.default_backend() != "cpu"
         return on_device and keras.distribution.distribution() is None and not self.run_eagerly
 
     def make_train_function(self, force: bool = False) -> Any:
@@ -130,10 +134,10 @@ class Batches(keras.utils.PyDataset):
     order every epoch, seeded by (run seed, epoch), so a resumed run sees what it would have.
     Images are taken and augmented later, inside the train step.
 
-    `index` holds the Pool indices of the MNIST digits to train on (labels `y`). With `extra`
-    (Pool indices and labels of the synthetic digits of other writers) and a `share` of it,
-    that share of every batch is drawn from them at random and the rest is MNIST; an epoch
-    still goes through every MNIST digit once, so it has 1 / (1 - share) times the batches.
+    `index` holds the Pool indices of the MNIST digits to train on (labels `y`). Each of
+    `extras` (Pool indices, labels, share: the synthetic digits of other writers, a user's
+    corrections) fills that share of every batch, drawn at random; the rest is MNIST, and an
+    epoch goes through every MNIST digit once, or stops after `steps` batches.
     """
 
     def __init__(
@@ -142,14 +146,14 @@ class Batches(keras.utils.PyDataset):
         y: np.ndarray,
         batch_size: int,
         seed: int,
-        extra: tuple[np.ndarray, np.ndarray] | None = None,
-        share: float = 0.0,
+        extras: list[tuple[np.ndarray, np.ndarray, float]] = (),
+        steps: int | None = None,
     ):
         super().__init__()
         self.index, self.y, self.batch_size, self.seed = index, y, batch_size, seed
-        self.extra = extra
-        self.drawn = round(share * batch_size) if extra is not None else 0
-        self.taken = batch_size - self.drawn  # MNIST images per batch
+        self.extras = [(i, t, round(share * batch_size)) for i, t, share in extras]
+        self.taken = batch_size - sum(drawn for *_, drawn in self.extras)  # MNIST per batch
+        self.steps = steps
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -158,17 +162,17 @@ class Batches(keras.utils.PyDataset):
         self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.y))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.taken)
+        return min(math.ceil(len(self.y) / self.taken), self.steps or math.inf)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         at = self.order[i * self.taken : (i + 1) * self.taken]
-        index, y = self.index[at], self.y[at]
-        if self.drawn:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            pick = rng.integers(0, len(self.extra[1]), self.drawn)
-            index = np.concatenate([index, self.extra[0][pick]])
-            y = np.concatenate([y, self.extra[1][pick]])
-        return index.astype(np.int32), y
+        index, y = [self.index[at]], [self.y[at]]
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        for extra_index, extra_y, drawn in self.extras:
+            pick = rng.integers(0, len(extra_y), drawn)
+            index.append(extra_index[pick])
+            y.append(extra_y[pick])
+        return np.concatenate(index).astype(np.int32), np.concatenate(y)
 
 
 class EpochSync(keras.callbacks.Callback):
@@ -267,3 +271,120 @@ class DiskGuard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         artifacts.check_room(self.run, self.needed)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "constant":
+        lr: Any = cfg.lr
+    else:  # cosine
+        warmup = int(cfg.warmup * total)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.lr * 0.1 if warmup else cfg.lr,
+            decay_steps=max(1, total - warmup),
+            alpha=0.01,
+            warmup_target=cfg.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    betas = {"beta_1": cfg.beta_1, "beta_2": cfg.beta_2}
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **betas)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr, **betas)
+    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+
+
+def compile_cache(folder: Path) -> Path | None:
+    """On JAX, keep compiled XLA programs in `folder`, so that a later `train` of the same
+    recipe skips the compile that dominates a short run. TensorFlow and PyTorch keep nothing
+    between processes; for them this does nothing."""
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return folder
+
+
+@dataclass
+class Compiled:
+    """A trainer as built and compiled for one program, and what a later run resets in it."""
+
+    trainer: Trainer
+    model: keras.Model  # the network inside, which runs save
+    augmentation: augment.Augmentation | None
+    pool: Pool
+    start: list[np.ndarray]  # the optimizer's variables before its first step
+
+
+class Reuse:
+    """The last trainer compiled through it, for a later run of the same program (a
+    benchmark's warm runs, a notebook's second run) to skip tracing and compiling its step.
+    It holds that run's images too, so it lives only as long as its caller keeps it."""
+
+    NOT_THE_PROGRAM = ("seed", "out", "data_dir", "test_limit")  # settings that change no graph
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.compiled: Compiled | None = None
+
+    def program(self, cfg: TrainConfig, images: np.ndarray, steps: int) -> str:
+        values = dataclasses.asdict(cfg)
+        program = {k: v for k, v in values.items() if k not in self.NOT_THE_PROGRAM}
+        return json.dumps([keras.backend.backend(), images.shape, steps, program], sort_keys=True)
+
+
+def _steps_per_call(cfg: TrainConfig) -> int:
+    """cfg.steps_per_execution where Keras runs it: not on PyTorch (Keras refuses), nor under
+    a distribution strategy (TensorFlow's multi-step loop fails there in Keras 3.15)."""
+    if keras.backend.backend() == "torch" or cfg.strategy != "none":
+        return 1
+    return cfg.steps_per_execution
+
+
+def compiled(
+    cfg: TrainConfig,
+    network: keras.Model,
+    images: np.ndarray,
+    steps: int,
+    reuse: Reuse | None = None,
+) -> Compiled:
+    """The trainer for cfg, training `network` on the Pool holding `images`, ready to fit from
+    the first step. Where `reuse` last compiled the same program, that trainer comes back with
+    `network`'s weights, a fresh optimizer and these images: it trains exactly as a new one."""
+    key = reuse.program(cfg, images, steps) if reuse else None
+    if reuse and reuse.key == key:
+        kept = reuse.compiled
+        for old, new in zip(kept.model.variables, network.variables, strict=True):
+            old.assign(new)  # weights, and the seed generators of dropout layers
+        for variable, value in zip(kept.trainer.optimizer.variables, kept.start, strict=True):
+            variable.assign(value)
+        kept.pool.images.assign(images)
+        kept.trainer.from_the_start()
+        return kept
+    if cfg.label_smoothing or cfg.teacher:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    # what fit trains: indices in, the images taken from the Pool on the device, augmented
+    # there, then the network; only the network is saved
+    aug = augment.Augment.from_config(cfg)
+    augmentation = augment.Augmentation(aug, cfg.seed) if aug else None
+    indices = keras.Input((), dtype="int32")
+    pool = Pool(images)
+    taken = augmentation(pool(indices)) if augmentation is not None else pool(indices)
+    trainer = Trainer(indices, network(taken), epoch_steps=steps, name="trainer")
+    trainer.compile(
+        optimizer=make_optimizer(cfg, steps),
+        loss=loss,
+        metrics=[accuracy],
+        steps_per_execution=steps if trainer.scans_epochs() else _steps_per_call(cfg),
+    )
+    trainer.optimizer.build(trainer.trainable_variables)
+    start = [keras.ops.convert_to_numpy(v) for v in trainer.optimizer.variables]
+    made = Compiled(trainer, network, augmentation, pool, start)
+    if reuse is not None and cfg.strategy == "none":
+        reuse.key, reuse.compiled = key, made
+    return made

@@ -75,6 +75,24 @@ class TrainConfig:
     teacher_temperature: float = setting(
         2.0, "softens the teacher's answers (p ** (1 / T), renormalised)", low=0.1
     )
+    init_from: str | None = setting(
+        None, "start from this trained model (.keras or run folder), not new weights: fine-tuning"
+    )
+    feedback_db: str | None = setting(
+        None, "learn the kept corrections of this database too (mnist-cnn feedback)"
+    )
+    correction_share: float = setting(
+        0.125, "share of each batch drawn from the corrections", low=0, high=0.9
+    )
+    holdout: float = setting(
+        0.25,
+        "share of the corrections set aside: half recalibrates the model, half scores it",
+        low=0,
+        high=1,
+    )
+    steps_per_epoch: int | None = setting(
+        None, "batches an epoch at most (None: one pass over MNIST's training digits)", low=1
+    )
     precision: str = setting(
         "float32",
         "compute precision while training (auto: mixed_bfloat16 where the processor has "
@@ -206,6 +224,26 @@ RECIPES["best-deep"] = {**RECIPES["robust"], "clean_epochs": 2}
 # higher on the validation split (99.5-99.6% against 99.4-99.5%) and trains faster.
 RECIPES["best"] = {**RECIPES["best-deep"], "architecture": "residual"}
 
+# Teach a trained model (--init-from) the corrections a person kept (--feedback-db): 200
+# batches of 128, an eighth of each the corrections (moved a little, afresh each time), the
+# rest MNIST replayed so that the model keeps what it knew; label smoothing, as the recipes
+# that ship models train; a gentle constant rate (benchmarks/feedback.py). `mnist-cnn
+# finetune` runs it on the packaged model and the user's database.
+RECIPES["finetune"] = {
+    "epochs": 1,
+    "steps_per_epoch": 200,
+    "lr": 3e-4,
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup": 0.0,
+    "rotate": 8.0,
+    "zoom": 0.08,
+    "shear": 8.0,
+    "label_smoothing": 0.1,
+}
+NEEDS = {"finetune": ("init_from", "feedback_db")}  # what a recipe cannot train without
+
 RENAMED = {"seed": "classic", "seed-peer": "classic-peer"}  # earlier names, still understood
 
 
@@ -223,6 +261,10 @@ def make_config(model: str = "classic", **overrides: Any) -> TrainConfig:
     if model not in RECIPES:
         raise MnistCnnError(f"unknown recipe {model!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
+    missing = [name for name in NEEDS.get(model, ()) if not values.get(name)]
+    if missing:
+        flags = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
+        raise MnistCnnError(f"the {model} recipe needs {flags} (or run `mnist-cnn {model}`)")
     return TrainConfig(model=model, **values)
 
 
