@@ -309,6 +309,10 @@ def test_finetune_needs_some_kept_corrections(small_run, tmp_path):
         store.add(np.zeros((28, 28)), 1)
     with pytest.raises(MnistCnnError, match=r"0 kept corrections \(12 wait for review\).*review"):
         tune(small_run[0], db, tmp_path / "out")
+    missing = tmp_path / "no" / "such.sqlite3"
+    with pytest.raises(MnistCnnError, match=r"no corrections database at .*such"):
+        tune(small_run[0], missing, tmp_path / "out2")
+    assert not missing.parent.exists()  # nothing made at a mistyped path
 
 
 def test_the_finetune_recipe_says_what_it_needs(tmp_path):

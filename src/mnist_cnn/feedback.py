@@ -228,6 +228,11 @@ FEWEST_TO_LEARN = 10
 def corrections(path: str | Path, holdout: float, seed: int) -> Corrections:
     """The kept corrections of the database at `path`, a share `holdout` set aside (half to
     calibrate, half to score); fewer than FEWEST_TO_LEARN is one clear error."""
+    if not Path(path).is_file():  # never made here: a mistyped path is not an empty store
+        raise MnistCnnError(
+            f"no corrections database at {path}: `mnist-cnn serve` collects them there "
+            "(--feedback-db), or pass the one it used"
+        )
     store = FeedbackStore(path)
     x, y, ids = store.arrays("kept")
     if len(y) < FEWEST_TO_LEARN:
