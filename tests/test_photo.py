@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import row_of
+from helpers import png, row_of
 from PIL import Image
 
 from mnist_cnn import digits, engines, photo, predict
@@ -130,6 +130,25 @@ def test_the_narrow_tip_of_a_shadow_is_no_digit(test_digits):
     page *= 1 - 0.45 * cv2.GaussianBlur(shade, (0, 0), 2)
     _, pieces, _ = digits.locate_number(page)
     assert len(pieces) == 3 and all(350 < cols.start < 700 for _, cols, _ in pieces)
+
+
+def test_a_shadow_edge_just_under_the_digits_leaves_the_ink_dark(test_digits, classify):
+    """Beside a shadow's edge a window of the paper holds more shadow than paper: taking
+    each place's median for the paper there read the bright paper as ink and the digits as
+    paper (the photo a negative). Told apart by width, the digits stay the ink."""
+    x, y = test_digits
+    page = np.full((768, 1024), 232, np.float32)
+    row = row_of(x[:3], gap=16, scale=3)
+    top, left = 420, 400
+    page[top : top + row.shape[0], left : left + row.shape[1]] *= row / 255
+    shade = np.zeros_like(page)  # a hard, sloping edge a few pixels under the row
+    edge = top + row.shape[0] + 6
+    cv2.fillPoly(shade, [np.int32([(0, edge + 60), (1024, edge - 20), (1024, 768), (0, 768)])], 1)
+    page *= 1 - 0.5 * shade
+    page += np.random.default_rng(2).normal(0, 2, page.shape)
+    assert not photo._dark_paper(page)
+    got = photos.read_photo(png(page), classify, predict.MIN_CONFIDENCE)
+    assert [d for d, _ in got] == list(y[:3])
 
 
 def test_a_pen_stroke_along_a_grid_line_stays():

@@ -27,6 +27,7 @@ cv2.setNumThreads(1)  # one request, one core: a server's workers would otherwis
 
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (0-255) to count as ink
 SHEET_SIDE = 256  # the sheet is looked for at this size: its outline needs no more
+EDGE_BAND = 25  # px at SHEET_SIDE about a jump in the paper's median that tell no polarity
 MIN_SHEET = 0.08  # a sheet (or a sticky note) covers at least this share of the photo
 FLAT = 10  # paper varies less than this (grey levels, std over 5x5 at SHEET_SIDE)
 LINE = 0.3  # a printed line runs at least this share of the sheet's width (or height)
@@ -106,8 +107,15 @@ def _dark_paper(gray: np.ndarray) -> bool:
     f = min(1.0, SHEET_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
     small = np.clip(small, 0, 255).astype(np.uint8)
-    around = cv2.medianBlur(small, max(3, min(small.shape) // 4) | 1).astype(np.int16)
-    return bool((small > around + step).sum() > (small < around - step).sum())
+    around = cv2.medianBlur(small, max(3, min(small.shape) // 4) | 1)
+    # beside a hard edge in the paper (a shadow's), the median flips from one side's grey to
+    # the other's a little way off the edge, and what lies between stands out from it: such
+    # places, near a jump in the median, are left out of the count
+    jumps = cv2.morphologyEx(around, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > step
+    near = cv2.dilate(jumps.astype(np.uint8), np.ones((EDGE_BAND, EDGE_BAND), np.uint8)) > 0
+    around = around.astype(np.int16)
+    above, below = (small > around + step) & ~near, (small < around - step) & ~near
+    return bool(above.sum() > below.sum())
 
 
 # ------------------------------------------------------------------ 1. the sheet
