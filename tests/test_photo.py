@@ -183,6 +183,22 @@ def test_a_white_digit_drawn_on_black_is_no_sheet(test_digits):
     assert np.isfinite(seen).all() and seen.max() == 255
 
 
+def test_a_white_8_drawn_on_black_is_no_sheet(mnist_dir, classify):
+    """The 267th white-on-black page of benchmarks/real_world.py: an 8 whose two loops,
+    filled in, make a four-sided region; taken for a sheet, it left "no ink found". A sheet
+    is mostly light, and this is not."""
+    import real_world
+
+    from mnist_cnn import data
+
+    ds = data.load(str(mnist_dir), val_size=0, test_limit=267)
+    rng = np.random.default_rng(0)
+    pages = [real_world.render(d, "white on black", rng) for d in ds.x_test[:267, ..., 0]]
+    assert ds.y_test[266] == 8 and photo.find_ink(pages[266]).sheet is None
+    seen = digits.normalise(pages[266])
+    assert classify(seen[None, ..., None]).argmax() == 8
+
+
 def test_a_grid_line_broken_by_the_digits_on_it_still_goes():
     """Five thick 0s with their tops on one grid line break it into pieces, each shorter than
     a printed line must be: together they are one line, and it goes (else it stays, joins

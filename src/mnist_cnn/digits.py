@@ -34,6 +34,7 @@ MAX_SLANT = 0.6  # x moved per row down: 95% of MNIST's training digits lean les
 SMALL = 0.45  # a mark lower than this share of the writing's height is no digit alone
 WIDEST = 1.6  # pieces joined into one digit span at most this many writing heights
 JOIN = 3  # pieces one digit may be joined from
+WIDE_DIGIT = 1.4  # a digit of a number wider than this many heights is narrowed to it
 SKIP = 0.5  # what leaving a small mark out of the number costs, as a probability
 
 
@@ -182,10 +183,16 @@ def _upright(ink: np.ndarray) -> np.ndarray:
     return _crop(np.clip(moved, 0, None))
 
 
-def _to_mnist(ink: np.ndarray) -> np.ndarray:
+def _to_mnist(ink: np.ndarray, widest: float | None = None) -> np.ndarray:
     """Bright ink on black, any size: crop, stand upright, thicken thin pens, scale to 20 px,
-    centre by mass."""
+    centre by mass. `widest`: a mark wider than that many times its height is first narrowed
+    to it, so a digit of a number written wide (a long-tailed 2, a 7's long bar, more so
+    under a tilted camera) reads as the digit, not as a flat line MNIST barely has."""
     ink = _upright(_crop(ink))
+    if widest is not None and ink.shape[1] > widest * ink.shape[0] > 0:
+        narrow = (round(widest * ink.shape[0]), ink.shape[0])
+        ink = np.asarray(Image.fromarray(ink).resize(narrow, Image.Resampling.LANCZOS))
+        ink = np.clip(ink, 0, None)
     scale = BOX / max(ink.shape)
     # thin pen on a big page would fade to nothing at 20 px: thicken it to MNIST's stroke first
     mask = ink > 0.5 * ink.max()
@@ -338,7 +345,8 @@ def _likeliest(
     for i in range(2, n + 1):
         for j in range(max(0, i - JOIN), i - 1):
             price = np.log(SKIP) * (len(set(mark[j:i])) - 1 + sum(low[j:i]))
-            if sum(alone[j:i]) < price and _could_be_digit(pieces[j:i], height):
+            whole = len(set(mark[j:i])) == 1  # one mark cut in parts: it may be one digit
+            if sum(alone[j:i]) < price and (whole or _could_be_digit(pieces[j:i], height)):
                 cost[(j, i)] = price
     several = {span: _join(pieces[span[0] : span[1]]) for span in cost}
     score |= _scores(several, cost, classify)
@@ -366,7 +374,8 @@ def _scores(spans: dict, cost: dict, classify: Callable) -> dict:
     """Each span's log top probability, read by the model, plus its cost."""
     if not spans:
         return {}
-    probs = classify(np.stack([_to_mnist(piece[2]) for piece in spans.values()])[..., None])
+    seen = [_to_mnist(piece[2], WIDE_DIGIT) for piece in spans.values()]
+    probs = classify(np.stack(seen)[..., None])
     top = np.log(np.max(probs, axis=1) + 1e-9)
     return {span: float(t) + cost[span] for span, t in zip(spans, top, strict=True)}
 
@@ -469,5 +478,5 @@ def _in_photo(found: photo.Ink, pieces: list, left_out: list) -> tuple[list, lis
     located = []
     for piece in pieces:
         x0, y0, x1, y1 = found.box_in_photo(_box(piece))
-        located.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece[2])))
+        located.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece[2], WIDE_DIGIT)))
     return located, [marks.Mark(m.kind, found.box_in_photo(m.box)) for m in written]

@@ -27,6 +27,7 @@ cv2.setNumThreads(1)  # one request, one core: a server's workers would otherwis
 
 MIN_CONTRAST = 32  # ink must differ from the paper by this much (0-255) to count as ink
 SHEET_SIDE = 256  # the sheet is looked for at this size: its outline needs no more
+MIN_LIGHT = 0.7  # of a sheet's area, at least this share is lighter than the photo's Otsu level
 EDGE_BAND = 25  # px at SHEET_SIDE about a jump in the paper's median that tell no polarity
 MIN_SHEET = 0.08  # a sheet (or a sticky note) covers at least this share of the photo
 FLAT = 10  # paper varies less than this (grey levels, std over 5x5 at SHEET_SIDE)
@@ -110,9 +111,14 @@ def _dark_paper(gray: np.ndarray) -> bool:
     around = cv2.medianBlur(small, max(3, min(small.shape) // 4) | 1)
     # beside a hard edge in the paper (a shadow's), the median flips from one side's grey to
     # the other's a little way off the edge, and what lies between stands out from it: such
-    # places, near a jump in the median, are left out of the count
+    # places, near a jump in the median that runs across half the picture (a large digit
+    # makes a jump of its own size round itself), are left out of the count
     jumps = cv2.morphologyEx(around, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > step
-    near = cv2.dilate(jumps.astype(np.uint8), np.ones((EDGE_BAND, EDGE_BAND), np.uint8)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(jumps.astype(np.uint8))
+    extent = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    long = (extent >= 0.5 * max(small.shape)) & (np.arange(n) > 0)
+    near = cv2.dilate(long[labels].astype(np.uint8), np.ones((EDGE_BAND, EDGE_BAND), np.uint8))
+    near = near > 0
     around = around.astype(np.int16)
     above, below = (small > around + step) & ~near, (small < around - step) & ~near
     return bool(above.sum() > below.sum())
@@ -151,6 +157,7 @@ def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
     f = min(f, 1.0)
     small = small.astype(np.uint8)
     _, bright = cv2.threshold(small, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    light = bright.copy()
     mean = cv2.blur(small.astype(np.float32), (5, 5))
     spread = cv2.blur(small.astype(np.float32) ** 2, (5, 5)) - mean**2
     bright &= (spread < FLAT**2).astype(np.uint8)  # paper is even: a tablecloth's squares are not
@@ -159,9 +166,17 @@ def _sheet_quad(gray: np.ndarray) -> np.ndarray | None:
         # tablecloth would join its squares to the sheet, so only where nothing else was found)
         closed = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((closing, 1), np.uint8))
         quad = _quad_of(closed, small, spread, r)
-        if quad is not None:
+        if quad is not None and _mostly_light(light, quad):
             return (quad / f).astype(np.float32)
     return None
+
+
+def _mostly_light(light: np.ndarray, quad: np.ndarray) -> bool:
+    """Whether a found sheet is mostly light: paper with writing on it, not the loops of a
+    white digit drawn on black, filled in (an 8's two loops make a four-sided region)."""
+    inside = np.zeros_like(light)
+    cv2.fillConvexPoly(inside, quad.astype(np.int32), 1)
+    return bool(light[inside > 0].mean() > MIN_LIGHT)
 
 
 def _quad_of(
