@@ -198,12 +198,23 @@ def score(rows: list[dict]) -> dict:
         "numbers": len(rows),
         "exact": sum(r["read"] == r["truth"] for r in rows) / n,
         "digits_exact": sum(_digits(r["read"]) == _digits(r["truth"]) for r in rows) / n,
+        "value_exact": sum(_same_value(r) for r in rows) / n,
         "marks_written": marks,
         "marks_found": found,
         "marks_missed": missed,
         "false_marks": false,
         "numbers_without_false_marks": sum(_false(r) == 0 for r in rows) / n,
     }
+
+
+def _same_value(row: dict) -> bool:
+    """The value read is the value written (a point read as a comma before one or two
+    digits still gives it: the default reading of a comma)."""
+    from mnist_cnn import marks
+
+    return marks.value(row["read"]) is not None and marks.value(row["read"]) == marks.value(
+        row["truth"]
+    )
 
 
 def _digits(text: str) -> str:
@@ -345,7 +356,7 @@ def main() -> None:
 def score_all(report: dict, kind: str) -> dict:
     rows = [r[kind] for r in report["results"].values()]
     n = sum(r["numbers"] for r in rows)
-    keys = ("exact", "digits_exact", "numbers_without_false_marks")
+    keys = ("exact", "digits_exact", "value_exact", "numbers_without_false_marks")
     total = {k: sum(r[k] * r["numbers"] for r in rows) / max(n, 1) for k in keys}
     counts = ("marks_written", "marks_found", "marks_missed", "false_marks")
     return {"numbers": n, **total, **{k: sum(r[k] for r in rows) for k in counts}}

@@ -290,11 +290,14 @@ def compose(inks: list[np.ndarray], condition: str, rng: np.random.Generator, dr
         sheet_hw = (int(rng.integers(330, 420)),) * 2
     fit = min(0.8 * sheet_hw[1] / sum(i.shape[1] * 1.4 for i in inks), 1.0)
     fit = min(fit, 0.5 * sheet_hw[0] / max(i.shape[0] for i in inks))
+    tall = max(i.shape[0] for i in inks)  # the widest the row can be, its gaps at most 0.45 h
+    fit = min(fit, 0.95 * sheet_hw[1] / (sum(i.shape[1] for i in inks) + 0.45 * tall * len(inks)))
     inks = [_resize(i, fit) for i in inks] if fit < 1 else inks
     tint = rng.choice([[250, 235, 120], [250, 190, 200], [170, 230, 250]]) if sticky else None
     if condition == "whiteboard marker":
         tint = [238, 240, 242]
-        inks = [_thicken(i, rng) for i in inks]
+        size = 3 + 2 * int(rng.integers(1, 3))  # one marker: every stroke and dot as wide
+        inks = [_thicken(i, size) for i in inks]
     sheet = _paper(sheet_hw, rng, tint)
     places = _layout(inks, sheet_hw, rng, condition == "form boxes", drops)
     rows = (min(p[1] for p in places), max(p[1] + p[3] for p in places))
@@ -324,8 +327,7 @@ def _resize(ink: np.ndarray, f: float) -> np.ndarray:
     return np.asarray(Image.fromarray(ink).resize(size, Image.BILINEAR))
 
 
-def _thicken(ink: np.ndarray, rng) -> np.ndarray:
-    size = 3 + 2 * int(rng.integers(1, 3))
+def _thicken(ink: np.ndarray, size: int) -> np.ndarray:
     return (
         np.asarray(
             Image.fromarray((ink * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(size)),

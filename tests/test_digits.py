@@ -183,6 +183,21 @@ def test_the_model_settles_how_marks_form_digits(test_digits, classify):
     assert read(close, classify) == [1, 0]
 
 
+def test_two_small_marks_one_above_the_other_are_no_digit(test_digits, classify):
+    """A speck over a point between two digits (or a colon) stays two small marks; merged
+    as a 5's cap is merged with its body, the pair was as tall as half a digit and read as
+    one (an unsure digit in a tilted-camera photo)."""
+    x, y = test_digits
+    pair = 255 - row_of(x[[first(y, 7), first(y, 4)]], gap=40)
+    rows = np.flatnonzero(pair.any(1))
+    cols = np.flatnonzero(pair.any(0))
+    middle, height = (cols[0] + cols[-1]) // 2, rows[-1] - rows[0]
+    pair[rows[0] + height // 3 : rows[0] + height // 3 + 14, middle - 6 : middle + 6] = 255
+    pair[rows[-1] - 16 : rows[-1], middle - 6 : middle + 6] = 255
+    assert len(digits.segment(pair)) == 4  # without the model: each mark is a piece
+    assert read(pair, classify) == [7, 4]
+
+
 # ------------------------------------------------------------------ hostile input
 
 

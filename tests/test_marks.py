@@ -49,6 +49,32 @@ def test_a_thin_mark_hanging_below_the_baseline_is_a_comma_a_round_one_a_point()
     assert marks.find(DIGITS, [square], [0.8]) == [marks.Mark(".", square)]  # a round dot
 
 
+def test_a_short_thick_minus_sign_is_one():
+    """A minus sign as short as a quarter of the height, in a thick pen: 1.5 times as wide
+    as tall (MNIST's strokes; 1.8 was needed before, and 1 in 25 such signs was missed)."""
+    bar = (-45, 42, -15, 62)
+    assert marks.find(DIGITS, [bar]) == [marks.Mark("-", bar)]
+
+
+def test_a_dot_above_the_baseline_or_thinner_than_the_pen_is_no_point():
+    """A point sits on the baseline and is a pen's width across; a speck of dirt between
+    the digits is often neither (before, both were read as decimal points)."""
+    raised = (45, 66, 55, 76)  # its middle low enough, but its foot 0.24 heights up
+    assert marks.find(DIGITS, [raised]) == []
+    dot = (45, 88, 52, 95)  # 7 px on the baseline
+    assert marks.find(DIGITS, [dot], pen=8.0) == [marks.Mark(".", dot)]
+    assert marks.find(DIGITS, [dot], pen=14.0) == []  # half the digits' stroke width: a speck
+
+
+def test_a_dot_with_a_mark_over_it_is_no_point():
+    """A point stands alone between the digits: the lower of two dashes one over the other
+    is a piece of a broken stroke (an MNIST 4's stem) or a colon's dot (before: 40 read 4.0)."""
+    dot, over = (45, 86, 54, 98), (45, 40, 54, 56)
+    assert marks.find(DIGITS, [dot]) == [marks.Mark(".", dot)]
+    assert marks.find(DIGITS, [over, dot]) == []
+    assert marks.find(DIGITS, [(45, -40, 54, -30), dot]) == [marks.Mark(".", dot)]  # far above
+
+
 def test_two_decimal_dots_make_neither_a_decimal_mark():
     assert marks.find(DIGITS, [(45, 85, 55, 98), (105, 85, 115, 98)]) == []
 

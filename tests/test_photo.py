@@ -254,3 +254,17 @@ def test_a_sticky_note_written_from_edge_to_edge_is_found_with_every_digit():
     assert found.sheet is not None
     _, _, stats, _ = cv2.connectedComponentsWithStats((found.ink > 60).astype(np.uint8))
     assert (stats[1:, cv2.CC_STAT_HEIGHT] > 0.25 * found.ink.shape[0]).sum() == 4
+
+
+def test_a_decimal_point_written_as_a_short_tick_stays():
+    """A point made by a quick touch is a short tick, up to twice as long as the pen is wide;
+    beside bold digits it is smaller than a twentieth of them and was dropped as a speck."""
+    from PIL import ImageDraw
+
+    page = Image.new("L", (900, 500), 236)
+    draw = ImageDraw.Draw(page)
+    for left in (250, 520):  # two bold 0s, 150 px tall
+        draw.ellipse((left, 150, left + 110, 300), outline=25, width=22)
+    draw.line((427, 293, 445, 283), fill=25, width=14)  # the tick, on the baseline between
+    ink = photo.find_ink(np.asarray(page, np.float32)).ink
+    assert (ink[270:305, 415:460] > 100).sum() >= 150

@@ -238,7 +238,8 @@ def segment_marks(ink: np.ndarray, classify: Callable | None = None) -> tuple[li
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n > MAX_MARKS:
         raise ImageError(f"{n} separate marks: too many to read as a number (at most {MAX_MARKS})")
-    groups = _stacked(_marks(mask, labels, n))
+    groups = _marks(mask, labels, n)
+    groups = _stacked(groups, _writing_height([b[1] - b[0] for b, _ in groups]))
     height = _writing_height([b[1] - b[0] for b, _ in groups])
     pieces, mark = [], []  # mark: which group each piece was cut from
     for k, (box, group) in enumerate(groups):
@@ -282,15 +283,21 @@ def _marks(mask: np.ndarray, labels: np.ndarray, n: int) -> list:
     )
 
 
-def _stacked(groups: list) -> list:
-    """Neighbours whose columns overlap by half the narrower one merged, until none do."""
+def _stacked(groups: list, height: float) -> list:
+    """Neighbours whose columns overlap by half the narrower one merged, until none do; but
+    two marks each under SMALL of the writing's `height` stay apart (a point under a speck,
+    a colon), unless together they are as tall as a digit of the writing."""
     while True:
         merged: list = []
         for box, group in groups:
             if merged:
                 last, last_group = merged[-1]
                 overlap = min(last[3], box[3]) - max(last[2], box[2])
-                if overlap >= 0.5 * min(last[3] - last[2], box[3] - box[2]):
+                both_small = max(last[1] - last[0], box[1] - box[0]) < SMALL * height
+                spans = max(last[1], box[1]) - min(last[0], box[0])
+                if overlap >= 0.5 * min(last[3] - last[2], box[3] - box[2]) and not (
+                    both_small and spans < 0.8 * height
+                ):
                     last[:] = [
                         min(last[0], box[0]),
                         max(last[1], box[1]),
@@ -466,6 +473,18 @@ def locate_numbers(
     return found, [line for line in page if line]
 
 
+def _pen(inks: list[np.ndarray]) -> float | None:
+    """The digits' stroke width, px: twice a stroke's area over its outline, the median of
+    the digits (a pen's dot is at least about as wide; a speck of dirt is not)."""
+    widths = []
+    for ink in inks:
+        mask = ink > 0.5 * ink.max() if ink.size else ink.astype(bool)
+        rim = mask & ~ndimage.binary_erosion(mask)
+        if rim.any():
+            widths.append(2 * mask.sum() / rim.sum())
+    return float(np.median(widths)) if widths else None
+
+
 def _box(piece: tuple) -> tuple[int, int, int, int]:
     rows, cols = piece[0], piece[1]
     return cols.start, rows.start, cols.stop, rows.stop
@@ -474,7 +493,8 @@ def _box(piece: tuple) -> tuple[int, int, int, int]:
 def _in_photo(found: photo.Ink, pieces: list, left_out: list) -> tuple[list, list[marks.Mark]]:
     """A number's digits as (rows, cols, 28x28) and its marks, boxes in the photo's pixels."""
     fills = [float((p[2] > 0.5 * p[2].max()).mean()) if p[2].size else 1.0 for p in left_out]
-    written = marks.find([_box(p) for p in pieces], [_box(p) for p in left_out], fills)
+    boxes = [_box(p) for p in pieces]
+    written = marks.find(boxes, [_box(p) for p in left_out], fills, _pen([p[2] for p in pieces]))
     located = []
     for piece in pieces:
         x0, y0, x1, y1 = found.box_in_photo(_box(piece))

@@ -17,12 +17,14 @@ import numpy as np
 
 DOT = 0.4  # a decimal point is at most this share of the digits' height across ...
 GRAIN = 0.05  # ... and at least this, either way: a pen's dot, not a grain of dirt
-LOW = 0.6  # ... and its middle lies below this share of the way down the digits
+LOW = 0.6  # ... and its middle lies below this share of the way down the digits ...
+RAISED = 0.2  # ... its bottom at most this share of the height above the baseline ...
+PEN_DOT = 0.6  # ... and it is at least this many of the digits' stroke widths across
 TAIL = 0.03  # a comma reaches at least this share of the height below the baseline ...
 COMMA = 0.6  # ... is at most this share as tall ...
 COMMA_LIKE = 0.6  # ... and scores this on `find`'s likeness to a comma (a round dot about 0.2)
 BAR = 0.35  # a minus sign is at most this tall (share of the height) ...
-FLAT = 1.8  # ... at least this many times wider than tall
+FLAT = 1.4  # ... at least this many times wider than tall
 BAR_WIDTH = (0.25, 1.6)  # ... and this wide
 MIDDLE = (0.2, 0.8)  # ... its middle this far down the digits
 SPACE = 0.75  # a gap wider than this share of the height, and twice the usual, is a space
@@ -38,11 +40,17 @@ class Mark:
     box: tuple[int, int, int, int]
 
 
-def find(digits: list[tuple], small: list[tuple], fills: list[float] | None = None) -> list[Mark]:
+def find(
+    digits: list[tuple],
+    small: list[tuple],
+    fills: list[float] | None = None,
+    pen: float | None = None,
+) -> list[Mark]:
     """The decimal points, commas and minus signs among the small marks (boxes), judged
     against the digits' boxes; at most one decimal mark, and a minus only before the first.
     `fills`: the share of each small mark's box its ink covers (a dot fills most of it, a
-    comma's thin tail little), where known."""
+    comma's thin tail little), and `pen`, the digits' stroke width in px (a pen's dot is about
+    as wide, a speck of dirt is less), where known."""
     if not digits or not small:
         return []
     fill = dict(zip(map(tuple, small), fills or [1.0] * len(small), strict=True))
@@ -53,7 +61,12 @@ def find(digits: list[tuple], small: list[tuple], fills: list[float] | None = No
     for box in sorted(small):
         x0, y0, x1, y1 = box
         w, h, middle = x1 - x0, y1 - y0, (y0 + y1) / 2
-        between = x0 > first and x1 < last
+        # a decimal mark stands alone: one with a mark over it, among the digits, is a piece
+        # of a broken stroke or a colon's
+        alone = not any(
+            top <= o[3] <= y0 and min(o[2], x1) - max(o[0], x0) > 0 for o in small if o != box
+        )
+        between = x0 > first and x1 < last and alone
         low = middle > top + LOW * height
         below = (y1 - base) / height
         # how like a comma: hanging below the baseline most of all, then taller than wide,
@@ -62,7 +75,14 @@ def find(digits: list[tuple], small: list[tuple], fills: list[float] | None = No
         tail = below >= TAIL and comma >= COMMA_LIKE and h <= COMMA * height
         if between and low and tail:
             found.append(Mark(",", box))
-        elif between and low and GRAIN * height <= min(w, h) and max(w, h) <= DOT * height:
+        elif (
+            between
+            and low
+            and below >= -RAISED
+            and GRAIN * height <= min(w, h)
+            and max(w, h) <= DOT * height
+            and (pen is None or max(w, h) >= PEN_DOT * pen)
+        ):
             found.append(Mark(".", box))
         elif (
             x1 <= first + 0.1 * height

@@ -614,8 +614,8 @@ def _drop_border_and_faint(mask: np.ndarray, darkness: np.ndarray) -> np.ndarray
         point_sized = np.maximum(bw, bh) <= marks.DOT * np.median(bh[keep])  # a blot's size
         keep &= ~(thick & ((area > 0.5 * bw * bh) | border) & ~(point_sized & ~border))
     if keep.any():  # specks go, but a pen's dot (a decimal point) is at least half as thick
-        # as its strokes, and about as wide as it is thick
-        dot = (depth >= 0.5 * np.median(depth[keep])) & (np.maximum(bw, bh) <= 3 * depth + 2)
+        # as its strokes, and at most about twice as long as it is thick (a dot, a short tick)
+        dot = (depth >= 0.5 * np.median(depth[keep])) & (np.maximum(bw, bh) <= 4 * depth + 2)
         keep &= (area >= 0.05 * area[keep].max()) | (dot & (area >= 12))
     table = np.concatenate([[False], keep])
     return table[labels].astype(np.uint8)
