@@ -212,9 +212,8 @@ def _same_value(row: dict) -> bool:
     digits still gives it: the default reading of a comma)."""
     from mnist_cnn import marks
 
-    return marks.value(row["read"]) is not None and marks.value(row["read"]) == marks.value(
-        row["truth"]
-    )
+    read = marks.value(row["read"])
+    return read is not None and read == marks.value(row["truth"])
 
 
 def _digits(text: str) -> str:

@@ -477,8 +477,8 @@ def _pen(inks: list[np.ndarray]) -> float | None:
     """The digits' stroke width, px: twice a stroke's area over its outline, the median of
     the digits (a pen's dot is at least about as wide; a speck of dirt is not)."""
     widths = []
-    for ink in inks:
-        mask = ink > 0.5 * ink.max() if ink.size else ink.astype(bool)
+    for ink in (i for i in inks if i.size):
+        mask = ink > 0.5 * ink.max()
         rim = mask & ~ndimage.binary_erosion(mask)
         if rim.any():
             widths.append(2 * mask.sum() / rim.sum())
@@ -496,7 +496,7 @@ def _in_photo(found: photo.Ink, pieces: list, left_out: list) -> tuple[list, lis
     boxes = [_box(p) for p in pieces]
     written = marks.find(boxes, [_box(p) for p in left_out], fills, _pen([p[2] for p in pieces]))
     located = []
-    for piece in pieces:
-        x0, y0, x1, y1 = found.box_in_photo(_box(piece))
+    for piece, box in zip(pieces, boxes, strict=True):
+        x0, y0, x1, y1 = found.box_in_photo(box)
         located.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece[2], WIDE_DIGIT)))
     return located, [marks.Mark(m.kind, found.box_in_photo(m.box)) for m in written]

@@ -66,17 +66,18 @@ def find(
         alone = not any(
             top <= o[3] <= y0 and min(o[2], x1) - max(o[0], x0) > 0 for o in small if o != box
         )
-        between = x0 > first and x1 < last and alone
+        between = x0 > first and x1 < last
         low = middle > top + LOW * height
         below = (y1 - base) / height
         # how like a comma: hanging below the baseline most of all, then taller than wide,
         # then thin (its ink covering less of its box than a round dot's three quarters)
         comma = 3 * below + (h / max(w, 1) - 1) + (0.75 - fill[tuple(box)])
         tail = below >= TAIL and comma >= COMMA_LIKE and h <= COMMA * height
-        if between and low and tail:
+        if between and alone and low and tail:
             found.append(Mark(",", box))
         elif (
             between
+            and alone
             and low
             and below >= -RAISED
             and GRAIN * height <= min(w, h)
