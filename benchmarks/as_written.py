@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import photos  # the photo conditions, shared
 
 KINDS = ("plain", "decimal", "comma", "negative")
+DOUBT = 0.9  # a decimal mark read with less confidence is counted as doubtful
 CONDITIONS = tuple(c for c in photos.CONDITIONS if c != "form boxes")  # one digit a box
 
 
@@ -204,7 +205,23 @@ def score(rows: list[dict]) -> dict:
         "marks_missed": missed,
         "false_marks": false,
         "numbers_without_false_marks": sum(_false(r) == 0 for r in rows) / n,
+        **_doubt(rows),
     }
+
+
+def _doubt(rows: list[dict]) -> dict:
+    """How well a decimal mark's confidence tells a right kind from a wrong one: of the
+    numbers with one decimal mark written and one read, those read with confidence under
+    DOUBT and at least DOUBT, and how many of each were the kind written."""
+    out = dict.fromkeys(("doubtful_marks", "doubtful_right", "sure_marks", "sure_right"), 0)
+    for r in rows:
+        truth = [c for c in r["truth"] if c in ".,"]
+        read = [c for c in r["read"] if c in ".,"]
+        if len(truth) == len(read) == len(r.get("sure", [])) == 1:
+            key = "doubtful" if r["sure"][0] < DOUBT else "sure"
+            out[f"{key}_marks"] += 1
+            out[f"{key}_right"] += read == truth
+    return out
 
 
 def _same_value(row: dict) -> bool:
@@ -239,14 +256,16 @@ def run(condition: str, make, count: int, classify, t: float, rng, kinds=KINDS) 
                 continue
             start = time.perf_counter()
             try:
-                read = predict.read_number(digits.read_image(jpeg), classify, t).text
+                number = predict.read_number(digits.read_image(jpeg), classify, t)
+                read, sure = number.text, [m.confidence for m in number.marks if m.kind in ".,"]
             except digits.ImageError:
-                read = ""
+                read, sure = "", []
             seconds.append(time.perf_counter() - start)
-            rows.append({"truth": text, "read": read.replace(" ", "")})
+            rows.append({"truth": text, "read": read.replace(" ", ""), "sure": sure})
         if kind not in kinds:
             continue
-        out[kind] = score(rows) | {"misread": [r for r in rows if r["read"] != r["truth"]][:8]}
+        misread = [{k: r[k] for k in ("truth", "read")} for r in rows if r["read"] != r["truth"]]
+        out[kind] = score(rows) | {"misread": misread[:8]}
     out["ms_median"] = round(1000 * float(np.median(seconds)), 1)
     return out
 
@@ -348,6 +367,14 @@ def main() -> None:
     totals = {k: score_all(report, k) for k in kinds}
     report["totals"] = totals
     print("all:", {k: f"{v['exact']:.1%}" for k, v in totals.items()})
+    for k in ("decimal", "comma"):
+        if k in totals:
+            v = totals[k]
+            print(
+                f"{k} marks under {DOUBT} confidence: {v['doubtful_right']} of "
+                f"{v['doubtful_marks']} the kind written; the others {v['sure_right']} of "
+                f"{v['sure_marks']}"
+            )
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
 
@@ -358,6 +385,7 @@ def score_all(report: dict, kind: str) -> dict:
     keys = ("exact", "digits_exact", "value_exact", "numbers_without_false_marks")
     total = {k: sum(r[k] * r["numbers"] for r in rows) / max(n, 1) for k in keys}
     counts = ("marks_written", "marks_found", "marks_missed", "false_marks")
+    counts += ("doubtful_marks", "doubtful_right", "sure_marks", "sure_right")
     return {"numbers": n, **total, **{k: sum(r[k] for r in rows) for k in counts}}
 
 

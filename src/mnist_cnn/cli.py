@@ -539,7 +539,13 @@ def as_table(results: list) -> str:
         else:
             confidences = " ".join(f"{d.confidence:.2f}" for d in r.answer.digits)
             value = "" if r.answer.value is None else f"value {r.answer.value}; "
-            lines.append(f"{r.file}: {r.answer.text}  ({value}per-digit confidence {confidences})")
+            sure = "".join(
+                f"; {'point' if m.kind == '.' else 'comma'} {m.confidence:.2f}"
+                for m in r.answer.marks
+                if m.confidence is not None
+            )
+            said = f"{value}per-digit confidence {confidences}{sure}"
+            lines.append(f"{r.file}: {r.answer.text}  ({said})")
         if r.answer is not None and r.error:
             lines.append(f"{r.file}: error: {r.error}")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ into 28x28 with its centre of mass in the middle; a digit leaning further than M
 lean is first sheared back to their range. `segment` cuts a written number into digits.
 """
 
+import dataclasses
 import io
 import itertools
 import warnings
@@ -499,4 +500,4 @@ def _in_photo(found: photo.Ink, pieces: list, left_out: list) -> tuple[list, lis
     for piece, box in zip(pieces, boxes, strict=True):
         x0, y0, x1, y1 = found.box_in_photo(box)
         located.append((slice(y0, y1), slice(x0, x1), _to_mnist(piece[2], WIDE_DIGIT)))
-    return located, [marks.Mark(m.kind, found.box_in_photo(m.box)) for m in written]
+    return located, [dataclasses.replace(m, box=found.box_in_photo(m.box)) for m in written]

@@ -6,16 +6,19 @@ a reader does: a small round dot on the baseline between two digits is a decimal
 with a tail running below the baseline a comma, a short flat bar at mid-height before the
 first digit a minus sign. Anything else small (a speck of dirt, a stray stroke) stays out.
 A gap between two digits much wider than the others is a space between digit groups.
-Boxes are (x0, y0, x1, y1); the network is not asked, so a mark has no confidence.
+Boxes are (x0, y0, x1, y1). The network is not asked about marks; a decimal mark's confidence
+is how clearly its shape and place say point or comma (the two are told apart by degree).
 """
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
 DOT = 0.4  # a decimal point is at most this share of the digits' height across ...
+DOT_PENS = 2.5  # ... or, in a thick pen, this many of its stroke widths ...
 GRAIN = 0.05  # ... and at least this, either way: a pen's dot, not a grain of dirt
 LOW = 0.6  # ... and its middle lies below this share of the way down the digits ...
 RAISED = 0.2  # ... its bottom at most this share of the height above the baseline ...
@@ -23,10 +26,12 @@ PEN_DOT = 0.6  # ... and it is at least this many of the digits' stroke widths a
 TAIL = 0.03  # a comma reaches at least this share of the height below the baseline ...
 COMMA = 0.6  # ... is at most this share as tall ...
 COMMA_LIKE = 0.6  # ... and scores this on `find`'s likeness to a comma (a round dot about 0.2)
+SURE = 11.0  # a decimal mark's confidence: sigmoid(SURE x its likeness's distance from COMMA_LIKE)
 BAR = 0.35  # a minus sign is at most this tall (share of the height) ...
 FLAT = 1.4  # ... at least this many times wider than tall
 BAR_WIDTH = (0.25, 1.6)  # ... and this wide
 MIDDLE = (0.2, 0.8)  # ... its middle this far down the digits
+DWARFS = 2.0  # of two marks like a decimal mark, one with this many times the other's ink is it
 SPACE = 0.75  # a gap wider than this share of the height, and twice the usual, is a space
 KINDS = (".", ",", "-")
 MAX_VALUE_DIGITS = 15  # a double holds 15 significant digits exactly
@@ -34,10 +39,13 @@ MAX_VALUE_DIGITS = 15  # a double holds 15 significant digits exactly
 
 @dataclass(frozen=True)
 class Mark:
-    """A mark that is part of a number: ".", "," or "-", and its box in the picture."""
+    """A mark that is part of a number: ".", "," or "-", and its box in the picture; for a
+    decimal mark, `confidence` that it is the kind read and not the other (0.5-1; fit so that
+    on the benchmark's marks it is about the share read right), None for a minus sign."""
 
     kind: str
     box: tuple[int, int, int, int]
+    confidence: float | None = None
 
 
 def find(
@@ -73,18 +81,19 @@ def find(
         # then thin (its ink covering less of its box than a round dot's three quarters)
         comma = 3 * below + (h / max(w, 1) - 1) + (0.75 - fill[tuple(box)])
         tail = below >= TAIL and comma >= COMMA_LIKE and h <= COMMA * height
+        sure = 1 / (1 + math.exp(-SURE * abs(comma - COMMA_LIKE)))
         if between and alone and low and tail:
-            found.append(Mark(",", box))
+            found.append(Mark(",", box, sure))
         elif (
             between
             and alone
             and low
             and below >= -RAISED
             and GRAIN * height <= min(w, h)
-            and max(w, h) <= DOT * height
+            and max(w, h) <= max(DOT * height, DOT_PENS * (pen or 0))
             and (pen is None or max(w, h) >= PEN_DOT * pen)
         ):
-            found.append(Mark(".", box))
+            found.append(Mark(".", box, sure))
         elif (
             x1 <= first + 0.1 * height
             and h <= BAR * height
@@ -94,8 +103,17 @@ def find(
         ):
             found.append(Mark("-", box))
     minus = [m for m in found if m.kind == "-"][-1:]  # the one nearest the digits
-    decimal = [m for m in found if m.kind != "-"]
-    return minus + (decimal if len(decimal) == 1 else [])
+    return minus + _one_decimal([m for m in found if m.kind != "-"], fill)
+
+
+def _one_decimal(marks: list[Mark], fill: dict) -> list[Mark]:
+    """The decimal mark among several like one: the one with most ink when it has at least
+    DWARFS times any other's (a speck or a stroke's fragment beside a pen's dot), else none."""
+    ink = lambda m: (m.box[2] - m.box[0]) * (m.box[3] - m.box[1]) * fill[tuple(m.box)]  # noqa: E731
+    marks = sorted(marks, key=ink, reverse=True)
+    if len(marks) == 1 or (marks and ink(marks[0]) >= DWARFS * ink(marks[1])):
+        return marks[:1]
+    return []
 
 
 def text(digits: list[tuple[str, tuple]], marks: list[Mark]) -> str:

@@ -338,7 +338,9 @@ function showPhoto(picture, page) {
       const [x0, y0, x1, y1] = m.box.map((v) => v * k);
       view.strokeStyle = view.fillStyle = "#8a2be2";
       view.strokeRect(x0, y0, x1 - x0, y1 - y0);
-      view.fillText(m.kind, x0, y1 + 20);
+      // a decimal mark's confidence that it is a point and not a comma, or the other way
+      const sure = m.confidence === null ? "" : ` ${Math.round(m.confidence * 100)}%`;
+      view.fillText(m.kind + sure, x0, y1 + 20);
     });
   });
   showNumber();
