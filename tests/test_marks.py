@@ -105,6 +105,9 @@ def test_a_decimal_marks_confidence_says_how_clearly_it_is_a_point_or_a_comma():
     doubtful = marks.find(DIGITS, [(45, 90, 65, 110)], [0.5])[0]
     assert 0.5 <= doubtful.confidence < 0.7
     assert marks.find(DIGITS, [(-60, 45, -15, 55)])[0].confidence is None  # a minus sign
+    # tall and thin like a comma's tail, but on the baseline: a point, and a toss-up
+    tick = (45, 70, 52, 100)
+    assert [(m.kind, m.confidence) for m in marks.find(DIGITS, [tick], [0.4])] == [(".", 0.5)]
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,8 @@ def find(
             and max(w, h) <= max(DOT * height, DOT_PENS * (pen or 0))
             and (pen is None or max(w, h) >= PEN_DOT * pen)
         ):
-            found.append(Mark(".", box, sure))
+            # a point as like a comma as a comma is (but not hanging below): a toss-up
+            found.append(Mark(".", box, sure if comma < COMMA_LIKE else 0.5))
         elif (
             x1 <= first + 0.1 * height
             and h <= BAR * height
