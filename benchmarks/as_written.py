@@ -217,7 +217,7 @@ def _doubt(rows: list[dict]) -> dict:
     for r in rows:
         truth = [c for c in r["truth"] if c in ".,"]
         read = [c for c in r["read"] if c in ".,"]
-        if len(truth) == len(read) == len(r.get("sure", [])) == 1:
+        if len(truth) == len(read) == len(r["sure"]) == 1:
             key = "doubtful" if r["sure"][0] < DOUBT else "sure"
             out[f"{key}_marks"] += 1
             out[f"{key}_right"] += read == truth

@@ -110,7 +110,10 @@ def find(
 def _one_decimal(marks: list[Mark], fill: dict) -> list[Mark]:
     """The decimal mark among several like one: the one with most ink when it has at least
     DWARFS times any other's (a speck or a stroke's fragment beside a pen's dot), else none."""
-    ink = lambda m: (m.box[2] - m.box[0]) * (m.box[3] - m.box[1]) * fill[tuple(m.box)]  # noqa: E731
+
+    def ink(m: Mark) -> float:
+        return (m.box[2] - m.box[0]) * (m.box[3] - m.box[1]) * fill[tuple(m.box)]
+
     marks = sorted(marks, key=ink, reverse=True)
     if len(marks) == 1 or (marks and ink(marks[0]) >= DWARFS * ink(marks[1])):
         return marks[:1]
