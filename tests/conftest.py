@@ -14,6 +14,20 @@ settings.register_profile("repeatable", derandomize=True)
 settings.load_profile("repeatable")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Tests that share a trained run are one xdist group, so one process trains it once. A
+    pytest-xdist that cannot group under this pytest (pytest-xdist#1386) would quietly train it
+    in every process: such tests fail before their fixtures instead, saying so."""
+    grouped = "@" in item.nodeid or not getattr(item.config.option, "loadgroup", False)
+    if item.get_closest_marker("xdist_group") and not grouped:
+        pytest.fail(
+            "--dist loadgroup does not group tests under this pytest: see its pin in "
+            "pyproject.toml",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_data_dir(tmp_path_factory):
     """Corrections the tests send go to a folder of their own, never the user's data dir

@@ -24,27 +24,31 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from mnist_cnn import cli
 
-sys.exit(cli.main(sys.argv[1:]))
+for strategy in ("mirrored", "none"):  # one process: TensorFlow takes seconds to start
+    assert cli.main([*sys.argv[1:], "--strategy", strategy, "--out", strategy]) == 0
 """
 
 
-def run(args: list[str], env: dict | None = None, code: str | None = None):
+def run(args: list[str], env: dict | None = None, code: str | None = None, cwd=None):
     command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mnist_cnn"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
-        command + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command + args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
     )
 
 
 def test_mirrored_over_two_cpu_devices_trains_like_one_device(mnist_dir, tmp_path):
-    runs = {}
-    for strategy in ("mirrored", "none"):
-        out = tmp_path / strategy
-        args = ["train", "--strategy", strategy, "--data-dir", str(mnist_dir), "--out", str(out)]
-        proc = run([*args, *QUICK], code=MIRRORED)
-        log, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, log[-3000:]
-        runs[strategy] = json.loads((out / "metrics.json").read_text())
+    proc = run(["train", "--data-dir", str(mnist_dir), *QUICK], code=MIRRORED, cwd=tmp_path)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-3000:]
+    runs = {
+        s: json.loads((tmp_path / s / "metrics.json").read_text()) for s in ("mirrored", "none")
+    }
     assert runs["mirrored"]["replicas"] == 2 and runs["none"]["replicas"] == 1
     assert runs["mirrored"]["test_accuracy"] > 0.85, runs["mirrored"]["test_accuracy"]
     # two replicas averaging half-batches follow the same path as one device on whole batches
