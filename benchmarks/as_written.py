@@ -195,9 +195,14 @@ def score(rows: list[dict]) -> dict:
         hits = sum(min(truth.count(c), said.count(c)) for c in ".,-")
         found, missed, false = found + hits, missed + len(truth) - hits, false + len(said) - hits
     n = max(len(rows), 1)
+    by_digits: dict[str, list[int]] = {}  # digits written: [numbers, read exactly]
+    for r in rows:
+        tally = by_digits.setdefault(str(len(_digits(r["truth"]))), [0, 0])
+        tally[0], tally[1] = tally[0] + 1, tally[1] + (r["read"] == r["truth"])
     return {
         "numbers": len(rows),
         "exact": sum(r["read"] == r["truth"] for r in rows) / n,
+        "by_digits": by_digits,
         "digits_exact": sum(_digits(r["read"]) == _digits(r["truth"]) for r in rows) / n,
         "value_exact": sum(_same_value(r) for r in rows) / n,
         "marks_written": marks,
@@ -365,8 +370,19 @@ def main() -> None:
                 cells += f" {pages['columns_exact']:8.1%} {pages['pages_exact']:8.1%}"
             print(f"{condition:22} {source:8}{cells}", flush=True)
     totals = {k: score_all(report, k) for k in kinds}
+    for k in kinds:
+        if k != "plain" and plain_like(totals, k) is not None:
+            totals[k]["plain_same_lengths_exact"] = plain_like(totals, k)
     report["totals"] = totals
     print("all:", {k: f"{v['exact']:.1%}" for k, v in totals.items()})
+    print(
+        "plain numbers of the same lengths:",
+        {
+            k: f"{v['plain_same_lengths_exact']:.1%}"
+            for k, v in totals.items()
+            if "plain_same_lengths_exact" in v
+        },
+    )
     for k in ("decimal", "comma"):
         if k in totals:
             v = totals[k]
@@ -386,7 +402,24 @@ def score_all(report: dict, kind: str) -> dict:
     total = {k: sum(r[k] * r["numbers"] for r in rows) / max(n, 1) for k in keys}
     counts = ("marks_written", "marks_found", "marks_missed", "false_marks")
     counts += ("doubtful_marks", "doubtful_right", "sure_marks", "sure_right")
-    return {"numbers": n, **total, **{k: sum(r[k] for r in rows) for k in counts}}
+    by_digits: dict[str, list[int]] = {}
+    for r in rows:
+        for length, (numbers, exact) in r["by_digits"].items():
+            tally = by_digits.setdefault(length, [0, 0])
+            tally[0], tally[1] = tally[0] + numbers, tally[1] + exact
+    counted = {k: sum(r[k] for r in rows) for k in counts}
+    return {"numbers": n, **total, **counted, "by_digits": dict(sorted(by_digits.items()))}
+
+
+def plain_like(totals: dict, kind: str) -> float | None:
+    """How often plain numbers are read exactly, weighted to `kind`'s lengths (as many digits
+    as its numbers have): the goal compares with plain numbers of the same length."""
+    plain, own = totals.get("plain", {}).get("by_digits", {}), totals[kind]["by_digits"]
+    shared = [n for n in own if plain.get(n, [0])[0]]
+    if not shared:
+        return None
+    weight = sum(own[n][0] for n in shared)
+    return sum(own[n][0] * plain[n][1] / plain[n][0] for n in shared) / weight
 
 
 if __name__ == "__main__":

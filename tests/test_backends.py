@@ -20,7 +20,6 @@ from mnist_cnn import data, evaluate, models
 QUICK = ["--train-limit", "4096", "--test-limit", "500", "--val-size", "256", "--epochs", "2"]
 
 # Keras and a backend take seconds to start: what follows training runs in one process.
-# On JAX every process runs as if TensorFlow were not installed (TensorFlow is optional there).
 AFTER_TRAINING = """
 import numpy as np
 from mnist_cnn import cli, evaluate, models
@@ -33,6 +32,7 @@ for i, model in enumerate([run, other]):
     np.save(f"{prefix}-{i}.npy", evaluate.predict_proba(models.load(model), np.load(x_file)))
 """
 
+# On JAX every process runs as if TensorFlow were not installed (it is optional there).
 BLOCK_TENSORFLOW = """
 import importlib.abc, sys
 
