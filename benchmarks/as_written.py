@@ -195,10 +195,7 @@ def score(rows: list[dict]) -> dict:
         hits = sum(min(truth.count(c), said.count(c)) for c in ".,-")
         found, missed, false = found + hits, missed + len(truth) - hits, false + len(said) - hits
     n = max(len(rows), 1)
-    by_digits: dict[str, list[int]] = {}  # digits written: [numbers, read exactly]
-    for r in rows:
-        tally = by_digits.setdefault(str(len(_digits(r["truth"]))), [0, 0])
-        tally[0], tally[1] = tally[0] + 1, tally[1] + (r["read"] == r["truth"])
+    by_digits = _tally((str(len(_digits(r["truth"]))), 1, r["read"] == r["truth"]) for r in rows)
     return {
         "numbers": len(rows),
         "exact": sum(r["read"] == r["truth"] for r in rows) / n,
@@ -371,8 +368,9 @@ def main() -> None:
             print(f"{condition:22} {source:8}{cells}", flush=True)
     totals = {k: score_all(report, k) for k in kinds}
     for k in kinds:
-        if k != "plain" and plain_like(totals, k) is not None:
-            totals[k]["plain_same_lengths_exact"] = plain_like(totals, k)
+        like = plain_like(totals, k) if k != "plain" else None
+        if like is not None:
+            totals[k]["plain_same_lengths_exact"] = like
     report["totals"] = totals
     print("all:", {k: f"{v['exact']:.1%}" for k, v in totals.items()})
     print(
@@ -402,13 +400,18 @@ def score_all(report: dict, kind: str) -> dict:
     total = {k: sum(r[k] * r["numbers"] for r in rows) / max(n, 1) for k in keys}
     counts = ("marks_written", "marks_found", "marks_missed", "false_marks")
     counts += ("doubtful_marks", "doubtful_right", "sure_marks", "sure_right")
-    by_digits: dict[str, list[int]] = {}
-    for r in rows:
-        for length, (numbers, exact) in r["by_digits"].items():
-            tally = by_digits.setdefault(length, [0, 0])
-            tally[0], tally[1] = tally[0] + numbers, tally[1] + exact
+    by_digits = _tally((k, *v) for r in rows for k, v in r["by_digits"].items())
     counted = {k: sum(r[k] for r in rows) for k in counts}
-    return {"numbers": n, **total, **counted, "by_digits": dict(sorted(by_digits.items()))}
+    return {"numbers": n, **total, **counted, "by_digits": by_digits}
+
+
+def _tally(counts) -> dict[str, list[int]]:
+    """(digits written, numbers, read exactly) summed by digits written."""
+    out: dict[str, list[int]] = {}
+    for length, numbers, exact in counts:
+        tally = out.setdefault(length, [0, 0])
+        tally[0], tally[1] = tally[0] + numbers, tally[1] + int(exact)
+    return dict(sorted(out.items()))
 
 
 def plain_like(totals: dict, kind: str) -> float | None:
