@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test bench serve default-model lint clean
+.PHONY: train test bench serve default-model default-reader lint clean
 
 # .venv with the extras a target needs, installed once (again when pyproject.toml changes).
 $(VENV)/.installed-%: pyproject.toml
@@ -30,7 +30,7 @@ test: $(VENV)/.installed-dev
 
 ## Every recipe side by side, several seeds each (about 30 minutes on 2 cores; docs/results.md).
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/bench.py --out benchmarks/results-$$(date +%Y-%m-%d).json
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results/bench.json
 
 ## The draw-a-digit page and the JSON API on http://127.0.0.1:8000/ (the packaged model).
 serve: $(VENV)/.installed-serve
@@ -49,6 +49,18 @@ default-model: $(VENV)/.installed-dev
 	cp $$run/model.keras $$run/metrics.json $$run/config.json src/mnist_cnn/default/ && \
 	$(BIN)/mnist-cnn export --model src/mnist_cnn/default/model.keras --format onnx-int8 \
 		--out src/mnist_cnn/default/model-int8.onnx
+
+## Retrain the packaged reader: the `reader` recipe, seed 0 (about an hour on 2 cores; pages
+## generated from MNIST and the synthetic writers, never real handwriting), and put it in the
+## package: its ONNX export (what reads), its Keras network (what `finetune --fields` starts
+## from), its config and metrics.
+default-reader: $(VENV)/.installed-dev
+	run=runs/reader-$$(date +%Y%m%d-%H%M%S) && \
+	$(BIN)/mnist-cnn train --recipe reader --seed 0 --out $$run && \
+	cp $$run/reader.onnx src/mnist_cnn/default/reader.onnx && \
+	cp $$run/model.keras src/mnist_cnn/default/reader.keras && \
+	cp $$run/config.json src/mnist_cnn/default/reader-config.json && \
+	cp $$run/metrics.json src/mnist_cnn/default/reader-metrics.json
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -32,7 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=10, help="timed runs after one warm-up (10)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default=f"benchmarks/anchor-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/anchor.json")
     args = p.parse_args()
     device = torch.device(args.device)
 

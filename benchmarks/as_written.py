@@ -9,11 +9,11 @@ short tick, one to two strokes wide), a comma (a dot with a tail, or a tail alon
 below the baseline), a minus sign (a short bar, a little tilted, at mid-height). Four kinds of
 number, `--count` of each per condition and source: plain (2-5 digits; half of them with
 specks of dirt beside the digits, the size of a pen's grain), decimal (`12.5`), comma (`3,14`),
-negative (`-47`, `-3.5`). Each photo is read through `predict.read_number` (the packaged model,
-its threshold); scores per kind: the exact text, the value, the marks found and missed, and
+negative (`-47`, `-3.5`). Each photo is read as `mnist-cnn predict --number` reads it (the packaged
+reader, its threshold); scores per kind: the exact text, the value, the marks found and missed, and
 false marks (a mark reported that was not written). Then `--pages` pages of numbers on lines
-under each condition (a column of 2-10 numbers, or a table of 2-5 lines of 2-3), read through
-`predict.read_numbers`: lines found with the right count of numbers, numbers read exactly,
+under each condition (a column of 2-10 numbers, or a table of 2-5 lines of 2-3), read as
+`predict --numbers` reads them: lines found with the right count of numbers, numbers read exactly,
 columns and pages whose CSV is exactly what was written. Prints a table and writes JSON.
 """
 
@@ -229,10 +229,10 @@ def _doubt(rows: list[dict]) -> dict:
 def _same_value(row: dict) -> bool:
     """The value read is the value written (a point read as a comma before one or two
     digits still gives it: the default reading of a comma)."""
-    from mnist_cnn import marks
+    from mnist_cnn.reading.layout import value
 
-    read = marks.value(row["read"])
-    return read is not None and read == marks.value(row["truth"])
+    read = value(row["read"])
+    return read is not None and read == value(row["truth"])
 
 
 def _digits(text: str) -> str:
@@ -245,8 +245,8 @@ def _false(row: dict) -> int:
     return sum(max(0, said.count(c) - truth.count(c)) for c in ".,-")
 
 
-def run(condition: str, make, count: int, classify, t: float, rng, kinds=KINDS) -> dict:
-    from mnist_cnn import digits, predict
+def run(condition: str, make, count: int, reader, rng, kinds=KINDS) -> dict:
+    from mnist_cnn.errors import ImageError
 
     out, seconds = {}, []
     for kind in KINDS:
@@ -258,9 +258,9 @@ def run(condition: str, make, count: int, classify, t: float, rng, kinds=KINDS) 
                 continue
             start = time.perf_counter()
             try:
-                number = predict.read_number(digits.read_image(jpeg), classify, t)
+                number = reader.read_number(jpeg)
                 read, sure = number.text, [m.confidence for m in number.marks if m.kind in ".,"]
-            except digits.ImageError:
+            except ImageError:
                 read, sure = "", []
             seconds.append(time.perf_counter() - start)
             rows.append({"truth": text, "read": read.replace(" ", ""), "sure": sure})
@@ -281,10 +281,10 @@ def written_page(rng) -> list[list[str]]:
     return [[written(kind(), rng) for _ in range(columns)] for _ in range(int(rng.integers(2, 6)))]
 
 
-def run_pages(condition: str, make, count: int, classify, t: float, rng) -> dict:
+def run_pages(condition: str, make, count: int, reader, rng) -> dict:
     """Pages of numbers on lines: lines found with the right count of numbers, numbers read
     exactly, pages whose CSV (`Page.table`) is exactly what was written."""
-    from mnist_cnn import digits, predict
+    from mnist_cnn.errors import ImageError
 
     lines = right_lines = numbers = exact = pages_exact = columns = columns_exact = 0
     misread, seconds = [], []
@@ -293,10 +293,10 @@ def run_pages(condition: str, make, count: int, classify, t: float, rng) -> dict
         jpeg = photos.compose([page_ink(truth, make, rng)], condition, rng)
         start = time.perf_counter()
         try:
-            page = predict.read_numbers(digits.read_image(jpeg), classify, t)
+            page = reader.read_numbers(jpeg)
             table = [[c.replace(" ", "") for c in row] for row in page.table()]
             found = [[n.text.replace(" ", "") for n in line] for line in page.lines]
-        except digits.ImageError:
+        except ImageError:
             table, found = [], []
         seconds.append(time.perf_counter() - start)
         lines += len(truth)
@@ -324,10 +324,11 @@ def run_pages(condition: str, make, count: int, classify, t: float, rng) -> dict
 
 
 def main() -> None:
-    from mnist_cnn import engines, predict
+    from mnist_cnn import engines
+    from mnist_cnn.reading import predictor
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="run folder, .keras or .onnx (default: the packaged model)")
+    p.add_argument("--model", help="a reader, or a classifier (default: the packaged reader)")
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--count", type=int, default=20, help="numbers per kind, condition, source")
     p.add_argument("--source", default="both", choices=["mnist", "writers", "both"])
@@ -335,10 +336,10 @@ def main() -> None:
     p.add_argument("--pages", type=int, default=10, help="pages of numbers per condition")
     p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS, help="(all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=f"benchmarks/as-written-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/as-written.json")
     args = p.parse_args()
-    classify = engines.classifier(args.model, args.engine)
-    t = predict.MIN_CONFIDENCE
+    reader = predictor.reader_for(args.model, args.engine, threads=1)
+    t = reader.min_confidence
     report = {"date": str(date.today()), "model": args.model or "packaged", "threshold": t}
     report |= {"count": args.count, "seed": args.seed, "results": {}}
     sources = ["mnist", "writers"] if args.source == "both" else [args.source]
@@ -352,9 +353,9 @@ def main() -> None:
                 [args.seed, photos.CONDITIONS.index(condition), len(source)]
             )
             make = digit_source(source, rng)
-            row = run(condition, make, args.count, classify, t, rng, kinds)
+            row = run(condition, make, args.count, reader, rng, kinds)
             if args.pages:
-                row["pages"] = run_pages(condition, make, args.pages, classify, t, rng)
+                row["pages"] = run_pages(condition, make, args.pages, reader, rng)
             report["results"][f"{condition} / {source}"] = row
             written_ = sum(row[k]["marks_written"] for k in kinds)
             found = sum(row[k]["marks_found"] for k in kinds)

@@ -255,7 +255,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="one seed each; peer 2, best 1 epoch")
     p.add_argument("--warm", type=int, default=0, help="in-process runs after the first (0)")
     p.add_argument("--train-only", action="store_true", help="skip the inference timings")
-    p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
+    p.add_argument("--out", default="benchmarks/results/bench.json", help="JSON results")
     p.add_argument("--child", nargs=3, metavar=("RECIPE", "SEED", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--max-epochs", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()

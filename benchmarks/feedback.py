@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--per-digit", type=int, default=20)
     p.add_argument("--unseen", type=int, default=500)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=f"benchmarks/feedback-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/feedback.json")
     args = p.parse_args()
 
     from mnist_cnn import data, engines, evaluate, feedback, models, synth, train

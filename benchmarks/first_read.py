@@ -56,7 +56,7 @@ def measure(python: str, picture: Path, repeats: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default=f"benchmarks/first-read-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/first-read.json")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mnist-cnn-core-") as tmp:

@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("--model", help="a .keras model (default: the packaged one)")
     p.add_argument("--engines", nargs="+", default=["keras", "onnx", "onnx-int8"])
     p.add_argument("--repeats", type=int, default=200)
-    p.add_argument("--out", default="inference.json")
+    p.add_argument("--out", default="benchmarks/results/inference.json")
     p.add_argument("--child", nargs=2, metavar=("ENGINE", "THREADS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

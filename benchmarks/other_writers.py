@@ -1,11 +1,14 @@
 """How a model reads digits by writers MNIST never had: held-out fonts and writing styles.
 
-    python benchmarks/other_writers.py [--model M] [--engine int8] [--count 1000] [--out F]
+    python benchmarks/other_writers.py --reader [--model READER] [--count 1000]   # the reader
+    python benchmarks/other_writers.py [--model M] [--engine int8] [--count 1000]  # a classifier
 
 The evaluation sets come from `mnist_cnn.synth` (held-out font families and stroke styles,
-as pictures and as low-resolution binarised scans; never used in training), each digit normalised
-exactly as `mnist-cnn predict` does. For each set and each digit: top-1 (right answers over all
-digits), the share answered "unsure" at the threshold, and the accuracy among answered. The same
+as pictures and as low-resolution binarised scans; never used in training). With --reader each
+picture is read as `mnist-cnn predict` reads a file; else each digit's 28x28 MNIST form
+(`reading.crops.from_picture`) is read by a classifier. For each set and each digit: top-1
+(right answers over all digits), the share answered "unsure" at the threshold, and the
+accuracy among answered. The same
 model's MNIST test accuracy and its "unsure" share on 1,000 Fashion-MNIST images (things that are
 not digits) are reported beside them. Prints a table and writes JSON.
 """
@@ -14,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +51,28 @@ def report_set(probs: np.ndarray, y: np.ndarray, source: np.ndarray, t: float) -
     return row
 
 
+def reader_classifier(model: str | None):
+    """Pictures in, each one's 10 probabilities out, read by the reader as `predict` reads a
+    file (zeros where it finds no digit)."""
+    from mnist_cnn.errors import ImageError
+    from mnist_cnn.reading.predictor import Reader
+
+    reader = Reader(model, min_confidence=0.0)
+
+    def read(pictures) -> np.ndarray:
+        out = []
+        for picture in pictures:
+            try:
+                out.append(reader.read_digit(np.asarray(picture, np.float32)).probabilities)
+            except ImageError:
+                out.append([0.0] * 10)
+        return np.asarray(out)
+
+    return read
+
+
 def main() -> None:
-    from mnist_cnn import engines, predict
+    from mnist_cnn import engines
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file, run folder, .onnx (default: the packaged model)")
@@ -58,32 +80,44 @@ def main() -> None:
     p.add_argument("--count", type=int, default=1000, help="digits per set (1000)")
     p.add_argument("--min-confidence", type=float, help="threshold (default: the package's)")
     p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
-    p.add_argument("--out", default=f"benchmarks/other-writers-{date.today()}.json")
+    p.add_argument(
+        "--reader",
+        action="store_true",
+        help="read each digit's picture with the reader (--model: a reader), as `mnist-cnn "
+        "predict` reads a file, not its 28x28 with a classifier",
+    )
+    p.add_argument("--out", default="benchmarks/results/other-writers.json")
     args = p.parse_args()
 
     from mnist_cnn import data, synth
+    from mnist_cnn.reading.results import MIN_CONFIDENCE
 
-    t = predict.MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
+    t = MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
     model = args.model
-    if model and Path(model).is_dir():
-        model = str(Path(model) / "model.keras")
-    classify = engines.classifier(model, args.engine)
+    if args.reader:
+        classify = reader_classifier(model)
+    else:
+        if model and Path(model).is_dir():
+            model = str(Path(model) / "model.keras")
+        classify = engines.classifier(model, args.engine)
     started = time.perf_counter()
-    sets = synth.held_out_sets(args.count)
+    sets = synth.held_out_sets(args.count, pictures=args.reader)
     print(f"made {len(sets)} sets in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    report: dict = {"date": date.today().isoformat(), "model": model or "packaged"}
-    report.update(engine=args.engine, min_confidence=t, sets={})
+    report: dict = {"command": " ".join(["python benchmarks/other_writers.py", *sys.argv[1:]])}
+    report.update(model=model or "packaged", reader=args.reader, min_confidence=t, sets={})
     all_p, all_y, all_s = [], [], []
     for name, digits in sets.items():
-        probs = classify(digits.x[..., None])
+        probs = classify(list(digits.x) if args.reader else digits.x[..., None])
         report["sets"][name] = report_set(probs, digits.y, digits.source, t)
         all_p.append(probs), all_y.append(digits.y), all_s.append(digits.source)
     report["held_out"] = report_set(
         np.concatenate(all_p), np.concatenate(all_y), np.concatenate(all_s), t
     )
     ds = data.load(val_size=0)
-    report["mnist_test_accuracy"] = float((classify(ds.x_test).argmax(1) == ds.y_test).mean())
-    fashion = classify(fashion_images(args.fashion_dir)[..., None])
+    test = list(ds.x_test[..., 0]) if args.reader else ds.x_test
+    report["mnist_test_accuracy"] = float((classify(test).argmax(1) == ds.y_test).mean())
+    clothes = fashion_images(args.fashion_dir)
+    fashion = classify(list(clothes) if args.reader else clothes[..., None])
     report["fashion_unsure"] = float((fashion.max(1) < t).mean())
     held = report["held_out"]
     report["goals_met"] = {
@@ -101,7 +135,7 @@ def main() -> None:
                 k: report[k]
                 for k in (
                     "model",
-                    "engine",
+                    "reader",
                     "min_confidence",
                     "mnist_test_accuracy",
                     "fashion_unsure",

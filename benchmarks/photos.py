@@ -7,11 +7,13 @@ Each photo is composed from digits training never sees (MNIST *test* digits, or 
 held-out synthetic writers), written in a row on a sheet under one condition: plain white paper,
 uneven light, lined or squared paper, printed form boxes, pencil, a hard-edged shadow, the sheet
 lying on a table, a tilted camera, motion blur, dim light, a sticky note, marker on a
-whiteboard, a chequered tablecloth. The photo is saved as a JPEG and read back through
-`read_image` and `predict.read_number` (and, one digit per photo, through `normalise` as plain
-`predict` reads a file). Scores per condition: numbers read (every digit right, none unsure),
-right count of digits, per-digit top-1 (digits of numbers with the right count), unsure share;
-for single digits, digits read (right and not unsure). Prints a table and writes JSON.
+whiteboard, a chequered tablecloth. The photo is saved as a JPEG and read back as
+`mnist-cnn predict --number` reads it (`Reader.read_number`; and, one digit per photo, as plain
+`predict` reads a file, `Reader.read_digit`). This generator is not the one the reader learns
+from (`reading/pages.py`): its photos are new to the reader. Scores per condition: numbers
+read (every digit right, none unsure), right count of digits, per-digit top-1 (digits of
+numbers with the right count), unsure share; for single digits, digits read (right and not
+unsure). Prints a table and writes JSON.
 
 With --folder, each image's label is the leading digits of its file name (`0472-kitchen.jpg`
 is 0472); the same scores are given for that folder alone.
@@ -356,42 +358,30 @@ def _sticky_on_page(note: np.ndarray, out_hw: tuple[int, int], rng) -> np.ndarra
 # ---------------------------------------------------------------- scoring
 
 
-def read_photo(jpeg: bytes, classify, min_confidence: float, times: list | None = None) -> list:
+def read_photo(jpeg: bytes, reader, times: list | None = None) -> list:
     """The digits `predict --number` reads in the photo: (digit or None, top-1) each. `times`
-    collects the seconds of everything but decoding and the network (photo stage, cutting,
-    normalising)."""
-    from mnist_cnn import digits, predict
+    collects the seconds of reading it, every stage (decoding, paper, network, layout)."""
+    from mnist_cnn.errors import ImageError
 
-    network = [0.0]
-
-    def timed(x: np.ndarray) -> np.ndarray:  # the network's share of choosing the digits
-        start = time.perf_counter()
-        probs = classify(x)
-        network[0] += time.perf_counter() - start
-        return probs
-
+    start = time.perf_counter()
     try:
-        gray = digits.read_image(jpeg)
-        start = time.perf_counter()
-        located = digits.locate_number(gray, timed)
-        if times is not None:
-            times.append(time.perf_counter() - start - network[0])
-    except digits.ImageError:
+        number = reader.read_number(jpeg)
+    except ImageError:
         return []
-    probs = classify(np.stack([seen for _, _, seen in located[1]])[..., None])
-    number = predict.number_answer(located, probs, min_confidence)
+    finally:
+        if times is not None:
+            times.append(time.perf_counter() - start)
     return [(d.digit, d.top3[0][0]) for d in number.digits]
 
 
-def read_single(jpeg: bytes, classify, min_confidence: float) -> tuple:
+def read_single(jpeg: bytes, reader) -> tuple:
     """The one digit plain `predict` reads in the photo: (digit or None, top-1)."""
-    from mnist_cnn import digits, predict
+    from mnist_cnn.errors import ImageError
 
     try:
-        seen = digits.normalise(digits.read_image(jpeg))
-    except digits.ImageError:
+        found = reader.read_digit(jpeg)
+    except ImageError:
         return (None, -1)
-    found = predict.answer(classify(seen[None, ..., None])[0], min_confidence)
     return (found.digit, found.top3[0][0])
 
 
@@ -435,15 +425,15 @@ def digit_pool(source: str, count: int, rng):
     )
 
 
-def run_condition(condition, make, count, classify, t, rng) -> dict:
+def run_condition(condition, make, count, reader, rng) -> dict:
     truths, readings, singles, times = [], [], [], []
     for _ in range(count):
         labels, inks = make(int(rng.integers(2, 7)))
         jpeg = compose(inks(int(rng.integers(60, 150))), condition, rng)
         truths.append(labels)
-        readings.append(read_photo(jpeg, classify, t, times))
+        readings.append(read_photo(jpeg, reader, times))
         label1, ink1 = make(1)
-        single = read_single(compose(ink1(int(rng.integers(80, 220))), condition, rng), classify, t)
+        single = read_single(compose(ink1(int(rng.integers(80, 220))), condition, rng), reader)
         singles.append((label1[0], single))
     row = score(truths, readings)
     row["stage_ms_median"] = round(1000 * float(np.median(times)), 1) if times else None
@@ -452,14 +442,14 @@ def run_condition(condition, make, count, classify, t, rng) -> dict:
     return row
 
 
-def score_folder(folder: Path, classify, t: float) -> dict:
+def score_folder(folder: Path, reader) -> dict:
     truths, readings, files = [], [], []
     for path in sorted(folder.iterdir()):
         m = re.match(r"(\d+)", path.stem)
         if not m or not path.is_file():
             continue
         truths.append([int(c) for c in m.group(1)])
-        readings.append(read_photo(path.read_bytes(), classify, t))
+        readings.append(read_photo(path.read_bytes(), reader))
         files.append(
             {
                 "file": path.name,
@@ -472,30 +462,31 @@ def score_folder(folder: Path, classify, t: float) -> dict:
 
 
 def main() -> None:
-    from mnist_cnn import engines, predict
+    from mnist_cnn import engines
+    from mnist_cnn.reading import predictor
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="run folder, .keras or .onnx (default: the packaged model)")
+    p.add_argument("--model", help="a reader, or a classifier (default: the packaged reader)")
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--count", type=int, default=100, help="numbers per condition and source (100)")
     p.add_argument("--source", default="both", choices=["mnist", "writers", "both"])
     p.add_argument("--conditions", nargs="*", default=list(CONDITIONS), metavar="C")
     p.add_argument("--folder", type=Path, help="score your own photos (label: the file name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=f"benchmarks/photos-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/photos.json")
     args = p.parse_args()
 
     import cv2
 
     cv2.setNumThreads(1)  # the cost goal is for one core
-    classify = engines.classifier(args.model, args.engine)
-    t = predict.MIN_CONFIDENCE
+    reader = predictor.reader_for(args.model, args.engine, threads=1)
+    t = reader.min_confidence
     if args.folder:
-        print(json.dumps(score_folder(args.folder, classify, t), indent=1))
+        print(json.dumps(score_folder(args.folder, reader), indent=1))
         return
     report = {
         "date": str(date.today()),
-        "stage_ms_median": "photo stage, cutting and normalising, one core, per photo",
+        "stage_ms_median": "reading a photo, every stage, one core",
         "model": args.model or "packaged",
         "threshold": t,
         "count": args.count,
@@ -512,7 +503,7 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, CONDITIONS.index(condition), len(source)])
             start = time.perf_counter()
             row = run_condition(
-                condition, digit_pool(source, args.count, rng), args.count, classify, t, rng
+                condition, digit_pool(source, args.count, rng), args.count, reader, rng
             )
             row["seconds"] = round(time.perf_counter() - start, 1)
             report["results"][f"{condition} / {source}"] = row

@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3, help="epochs of a short run (3)")
     p.add_argument("--train-limit", type=int, default=20000, help="images of a short run")
     p.add_argument("--full", action="store_true", help="whole recipes on all of MNIST")
-    p.add_argument("--out", default=f"benchmarks/pipeline-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

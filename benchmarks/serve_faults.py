@@ -319,7 +319,7 @@ def connections(pid: int, port: int) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=f"benchmarks/serve-faults-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/serve-faults.json")
     args = p.parse_args()
     # corrections go to a folder of the benchmark's own, never the user's database
     os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="mnist-cnn-faults-")

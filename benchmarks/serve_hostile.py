@@ -85,7 +85,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--engine", default="onnx-int8")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default=f"benchmarks/serve-hostile-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/serve-hostile.json")
     args = p.parse_args()
 
     with socket.socket() as s:

@@ -126,7 +126,7 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=30, help="seconds per measurement")
     p.add_argument("--repeats", type=int, default=3, help="runs per case; the median is quoted")
     p.add_argument("--requests", nargs="+", choices=["json", "png"], default=["json", "png"])
-    p.add_argument("--out", default="serve-load.json")
+    p.add_argument("--out", default="benchmarks/results/serve-load.json")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")

@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
     p.add_argument("--plot", default="docs/unsure-threshold.png")
-    p.add_argument("--out", default=f"benchmarks/unsure-threshold-{date.today()}.json")
+    p.add_argument("--out", default="benchmarks/results/unsure-threshold.json")
     args = p.parse_args()
 
     from mnist_cnn import data, evaluate, synth

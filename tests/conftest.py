@@ -49,6 +49,22 @@ def mnist_dir() -> Path:
         pytest.fail(f"these tests need real MNIST and none could be found: {err}", pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """Real handwriting nobody on this project wrote (../shared/data/real, or REAL_DATA_DIR):
+    for measuring, never for training. Fails (never skips) when it is not there."""
+    found = Path(
+        os.environ.get("REAL_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "real")
+    )
+    if not (found / "orand-train" / "labels.json").is_file():
+        pytest.fail(
+            f"these tests read real handwriting from {found} (../shared/data/real beside the "
+            "checkout, or REAL_DATA_DIR), and it is not there",
+            pytrace=False,
+        )
+    return found
+
+
 SMALL = {"train_limit": 3000, "test_limit": 1000, "val_size": 500, "epochs": 2}
 
 

@@ -94,3 +94,72 @@ def find_browser() -> str | None:
     with sync_playwright() as p:
         own = p.chromium.executable_path
     return own if Path(own).exists() else None
+
+
+def number_photo(
+    text: str,
+    writers,
+    rng: np.random.Generator,
+    background: str = "plain",
+    height: int = 40,
+    pen: float | None = None,
+    spacing: float | None = None,
+) -> bytes:
+    """`text` written by `writers` (a `reading.pages.Writers`) on a sheet, as JPEG bytes: on
+    plain paper, a cheque's guilloche, or squared paper."""
+    from mnist_cnn.reading import pages
+
+    ink, _ = pages.write(text, writers, rng, height, pen or 0.09 * height, spacing)
+    h, w = ink.shape[0] + 2 * height, ink.shape[1] + 2 * height
+    sheet = np.full((h, w), 0.93, np.float32)
+    if background == "guilloche":
+        sheet *= 1 - 0.45 * pages._guilloche(rng, (h, w))
+    elif background == "squared":
+        grid = np.maximum(
+            pages._lines(rng, (h, w), height, True), pages._lines(rng, (h, w), height, False)
+        )
+        sheet *= 1 - 0.5 * grid
+    sheet[height : height + ink.shape[0], height : height + ink.shape[1]] *= 1 - 0.9 * ink
+    return jpeg(sheet * 255)
+
+
+def page_photo(lines: list[list[str]], writers, rng: np.random.Generator, height: int = 40):
+    """Numbers written on a sheet, line under line, as JPEG bytes: `lines` of numbers."""
+    from mnist_cnn.reading import pages
+
+    inks = [
+        [pages.write(t, writers, rng, height, 0.09 * height, spacing=0.2)[0] for t in line]
+        for line in lines
+    ]
+    width = max(sum(i.shape[1] + 3 * height for i in line) for line in inks) + 2 * height
+    sheet = np.full((len(lines) * 3 * height + height, width), 0.93, np.float32)
+    for row, line in enumerate(inks):
+        x, y = height, height + 3 * height * row
+        for ink in line:
+            sheet[y : y + ink.shape[0], x : x + ink.shape[1]] *= 1 - 0.9 * ink
+            x += ink.shape[1] + 3 * height
+    return jpeg(sheet * 255)
+
+
+def jpeg(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def on_a_table(photo: bytes, rng: np.random.Generator) -> bytes:
+    """A photo of a sheet as if the sheet lay on a dark, patterned table, the camera a
+    little tilted: JPEG bytes."""
+    import cv2
+
+    sheet = np.asarray(Image.open(io.BytesIO(photo)).convert("L"), np.float32)
+    h, w = sheet.shape
+    big = (int(h * 1.8), int(w * 1.6))
+    table = np.full(big, 70, np.float32)
+    table[::12] = 100  # the table's grain
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    x0, y0 = big[1] * 0.2, big[0] * 0.2
+    dst = src + np.float32([x0, y0]) + rng.uniform(-0.04, 0.04, (4, 2)).astype(np.float32) * [w, h]
+    warp = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    out = cv2.warpPerspective(sheet, warp, big[::-1], borderValue=-1)
+    return jpeg(np.where(out < 0, table, out))

@@ -1,4 +1,5 @@
-"""Reading digits from image files: MNIST-style normalisation, formats, and every bad input."""
+"""`mnist-cnn predict`: image files read by the packaged reader (or a classifier reading the
+digits it finds), every format, and every bad input."""
 
 import io
 import json
@@ -9,9 +10,12 @@ from helpers import place, row_of
 from PIL import Image
 
 from mnist_cnn import cli, data, engines, export, models, predict
+from mnist_cnn.reading import paper, predictor
+from mnist_cnn.reading.results import MIN_CONFIDENCE
 
 
 def test_rendered_digits_read_like_the_originals(small_run, test_digits, tmp_path):
+    """A classifier given as --model reads the digits the reader finds, from their 28x28."""
     x, y = test_digits
     classify = engines.classifier(small_run[0])
     raw = classify(x[:100, ..., None]).argmax(1)
@@ -23,20 +27,21 @@ def test_rendered_digits_read_like_the_originals(small_run, test_digits, tmp_pat
         )
         paths.append(tmp_path / f"d{i}.jpg")
         Image.fromarray(noisy.astype(np.uint8)).save(paths[-1], quality=90)
-    results = predict.predict_files(paths, classify)
+    reader = predictor.reader_for(small_run[0], min_confidence=0)
+    results = predict.read_files(paths, reader)
     read = np.array([r.answer.digit for r in results])
     # a briefly trained model (3,000 digits, 2 epochs) is unsure between two digits on a few
-    # of them, so the re-rendered picture may tip it: 93-98% agreement over seeds 3-5
-    assert (read == raw).mean() >= 0.9
+    # of them, so the re-rendered picture may tip it
+    assert (read == raw).mean() >= 0.85
     assert (read == y[:100]).mean() >= 0.85  # a briefly trained model, on photographed-style input
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"])
-def test_every_format_reads(fmt, small_run, test_digits, tmp_path):
+def test_every_format_reads(fmt, test_digits, tmp_path):
     x, _ = test_digits
     path = tmp_path / f"digit.{fmt.lower()}"
     Image.fromarray((255 - place(x[0], 4, 10, 10, False)).astype(np.uint8)).save(path, fmt)
-    (result,) = predict.predict_files([path], engines.classifier(small_run[0]))
+    (result,) = predict.read_files([path], predictor.Reader(min_confidence=0))
     assert result.error is None and result.answer.digit is not None
 
 
@@ -78,9 +83,9 @@ def test_bad_files_get_their_own_error_and_the_rest_go_on(small_run, tmp_path, c
         "text": "not an image",
         "empty": "not an image",
         "truncated": "damaged or truncated",
-        "blank": "no ink found",
+        "blank": "no digit found",
         "huge": "too large",
-        "bomb": "decompression bomb",
+        "bomb": "too large",
         "missing": "no such file",
     }
     for key, words in expect.items():
@@ -105,12 +110,24 @@ def test_json_fields_min_confidence_and_show_input(small_run, test_digits, tmp_p
     ]
     assert cli.main(args) == 0
     (r,) = json.loads(capsys.readouterr().out)
-    assert set(r) == {"file", "digit", "confidence", "unsure", "top3", "probabilities", "error"}
+    assert set(r) == {
+        "file",
+        "digit",
+        "confidence",
+        "unsure",
+        "top3",
+        "probabilities",
+        "box",
+        "input",
+        "error",
+    }
     assert r["digit"] == r["top3"][0][0] and r["confidence"] == r["top3"][0][1]
     assert max(r["probabilities"]) == r["confidence"] and not r["unsure"]
     assert len(r["top3"]) == 3 and r["top3"][0][1] >= r["top3"][1][1] >= r["top3"][2][1]
-    with Image.open(shown / "seven.png") as seen:
+    with Image.open(shown / "seven-1.png") as seen:
         assert seen.size == (28, 28) and seen.mode == "L"
+    with Image.open(shown / "seven-boxes.png") as boxes:
+        assert boxes.size == (100, 100)
     assert cli.main([*args[:4], "--json", "--min-confidence", "1.01"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert r["digit"] is None and r["unsure"] and r["confidence"] > 0  # still shows its guess
@@ -123,25 +140,22 @@ def test_onnx_model_reads_files_too(small_run, test_digits, tmp_path):
     onnx = export.export(models.load(small_run[0]), "onnx", tmp_path / "m.onnx")
     x, _ = test_digits
     path = tmp_path / "d.png"
-    Image.fromarray(x[3].astype(np.uint8)).save(path)
-    (a,) = predict.predict_files([path], engines.classifier(onnx))
-    (b,) = predict.predict_files([path], engines.classifier(small_run[0]))
+    Image.fromarray(x[3].astype(np.uint8)).resize((84, 84)).save(path)
+    (a,) = predict.read_files([path], predictor.reader_for(onnx))
+    (b,) = predict.read_files([path], predictor.reader_for(small_run[0]))
     assert a.answer.digit == b.answer.digit
     assert abs(a.answer.confidence - b.answer.confidence) < 1e-4
 
 
-def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, tmp_path, capsys):
+def test_a_number_made_of_mnist_digits_reads_correctly(test_digits, tmp_path, capsys):
     x, y = test_digits
-    classify = engines.classifier(small_run[0])
-    right = np.flatnonzero(classify(x[..., None]).argmax(1) == y)  # digits the model knows
     paths, expected = [], []
     for n in range(3):
-        idx = right[[n, 10 + n, 20 + n, 30 + n]]
+        idx = np.arange(4) * 10 + n
         expected.append("".join(map(str, y[idx])))
         paths.append(tmp_path / f"number{n}.png")
         Image.fromarray(row_of(x[idx], gap=16).astype(np.uint8)).save(paths[-1])
-    args = ["predict", "--number", "--json", "--model", str(small_run[0]), *map(str, paths)]
-    args += ["--min-confidence", "0"]  # a briefly trained model: always answer
+    args = ["predict", "--number", "--json", *map(str, paths)]
     assert cli.main(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["text"] for r in results] == expected
@@ -153,11 +167,10 @@ def test_a_number_made_of_mnist_digits_reads_correctly(small_run, test_digits, t
         assert all(0 < d["confidence"] <= 1 and len(d["top3"]) == 3 for d in r["digits"])
 
 
-def test_blank_page_has_no_number(small_run, tmp_path, capsys):
+def test_blank_page_has_no_number(tmp_path, capsys):
     Image.new("L", (400, 100), 240).save(tmp_path / "blank.png")
-    args = ["predict", "--number", "--model", str(small_run[0]), str(tmp_path / "blank.png")]
-    assert cli.main(args) == 1
-    assert "no ink found" in capsys.readouterr().out
+    assert cli.main(["predict", "--number", str(tmp_path / "blank.png")]) == 1
+    assert "no digits found" in capsys.readouterr().out
 
 
 def test_the_packaged_model_reads_photos_with_no_model_given(test_digits, tmp_path, capsys):
@@ -175,7 +188,7 @@ def test_the_packaged_model_reads_photos_with_no_model_given(test_digits, tmp_pa
     assert cli.main(["predict", *paths, "--json"]) == 0  # at the default threshold
     unsure = sum(a["digit"] is None for a in json.loads(capsys.readouterr().out))
     assert unsure <= 2
-    assert engines.packaged_model().stat().st_size <= 5 * 1024 * 1024  # the issue's limit
+    assert predictor.packaged().stat().st_size <= 5 * 1024 * 1024
 
 
 def test_non_digits_mostly_come_out_unsure_and_digits_do_not(test_digits):
@@ -184,25 +197,25 @@ def test_non_digits_mostly_come_out_unsure_and_digits_do_not(test_digits):
     except data.DataError as err:
         pytest.fail(f"this test needs Fashion-MNIST: {err}", pytrace=False)
     classify = engines.classifier()  # the packaged model, at the default threshold
-    unsure = (classify(clothes).max(1) < predict.MIN_CONFIDENCE).mean()
+    unsure = (classify(clothes).max(1) < MIN_CONFIDENCE).mean()
     assert unsure >= 0.6, unsure  # measured: 71.8% (benchmarks/real_world.py)
     x, _ = test_digits
     p = classify(x[..., None])
-    assert (p.max(1) < predict.MIN_CONFIDENCE).mean() <= 0.03  # real digits mostly answered
+    assert (p.max(1) < MIN_CONFIDENCE).mean() <= 0.03  # real digits mostly answered
 
 
 def test_a_file_whose_reading_raises_anything_still_leaves_the_batch_whole(
     small_run, tmp_path, monkeypatch, capsys
 ):
     good, paths = bad_files(tmp_path)
-    real = predict.normalise
+    real = paper.prepare
 
     def crashing(gray):
         if gray.shape == (80, 100):  # the blank page: stands for any unexpected failure
             raise RecursionError("maximum recursion depth exceeded")
         return real(gray)
 
-    monkeypatch.setattr(predict, "normalise", crashing)
+    monkeypatch.setattr(paper, "prepare", crashing)
     files = [str(good), str(paths["blank"]), str(good)]
     args = ["--json", "--model", str(small_run[0]), "--min-confidence", "0"]
     assert cli.main(["predict", *files, *args]) == 1
@@ -224,4 +237,7 @@ def test_show_input_survives_long_names_and_keeps_same_stems_apart(small_run, tm
     assert cli.main([*args, "--model", str(small_run[0])]) == 0
     answers = json.loads(capsys.readouterr().out)
     assert len(answers) == 3 and all(r["error"] is None for r in answers)
-    assert sorted(p.name for p in seen.iterdir()) == ["same-2.png", "same.png", "x" * 100 + ".png"]
+    names = sorted(p.name for p in seen.iterdir())
+    long = "x" * 100
+    expected = ["same-2-1.png", "same-2-boxes.png", "same-1.png", "same-boxes.png"]
+    assert names == sorted([*expected, f"{long}-1.png", f"{long}-boxes.png"])

@@ -9,6 +9,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -16,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cnn.errors import MnistCnnError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def _explain(err: OSError, path: Path) -> MnistCnnError:
@@ -44,15 +42,22 @@ def prepare_dir(path: str | Path) -> Path:
 
 
 def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:
-    """Call writer(tmp_path) on a temporary file beside path, then rename it into place."""
+    """Call writer(tmp_path) on a temporary file beside path, then rename it into place.
+
+    The temporary file is made with the usual permissions (0666 less the process's umask, as
+    `open` makes files), without reading or changing the umask."""
     path = Path(path)
     tmp = None
     try:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-        os.close(fd)
+        for _ in range(100):
+            name = path.parent / f".{path.stem}-{secrets.token_hex(6)}{path.suffix}"
+            try:
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                break
+            except FileExistsError:
+                continue
         tmp = Path(name)
         writer(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
         tmp = None
     except OSError as err:

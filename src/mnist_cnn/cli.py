@@ -42,6 +42,11 @@ POSITIVE_FLOAT = _at_least(1e-12, float)
 
 
 def _print_metrics(metrics: dict, where: Path) -> None:
+    if "held_out" in metrics:  # a reader: how it reads pages of writers it never saw
+        scores = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics["held_out"].items())
+        print(f"held-out pages: {scores}  params {metrics['params']:,}")
+        print(f"trained {metrics['train_seconds']:.1f} s; wrote {where}")
+        return
     print(
         f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
         f"errors {metrics['test_errors']}/{metrics['test_size']}  params {metrics['params']:,}"
@@ -73,8 +78,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     overrides = {f.name: getattr(args, f.name) for f in _settings()}
     if args.dry_run:  # one short epoch on a few batches: checks the whole pipeline in seconds
-        bs = args.batch_size or recipes.make_config(args.recipe).batch_size
+        recipe = recipes.make_config(args.recipe)
+        bs = args.batch_size or recipe.batch_size
         overrides.update(epochs=1, train_limit=2 * bs, test_limit=1000)
+        if recipe.pages:
+            overrides.update(pages=2 * bs, val_pages=bs)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     seed = 0 if args.seed is None else args.seed
     out = args.out or f"runs/{args.recipe}-seed{seed}-{stamp}"
@@ -135,22 +143,19 @@ def _model_path(model: str | None) -> tuple[Path, Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mnist_cnn import engines, predict
+    from mnist_cnn import predict
+    from mnist_cnn.reading.predictor import reader_for
 
     if args.csv and not args.numbers:
         raise MnistCnnError("--csv writes the numbers of a page: use it with --numbers")
-    classify = engines.classifier(args.model, args.engine)
-    if args.number or args.numbers:
-        results = predict.read_number_files(
-            args.files,
-            classify,
-            args.min_confidence,
-            args.show_input,
-            args.decimal_comma,
-            page=args.numbers,
-        )
-    else:
-        results = predict.predict_files(args.files, classify, args.min_confidence, args.show_input)
+    reader = reader_for(
+        args.model,
+        args.engine,
+        min_confidence=args.min_confidence,
+        decimal_comma=args.decimal_comma,
+    )
+    what = "numbers" if args.numbers else "number" if args.number else "digit"
+    results = predict.read_files(args.files, reader, what, args.show_input)
     if args.csv:
         sys.stdout.write(as_csv(results))
     else:
@@ -194,8 +199,8 @@ def _predict_parser(sub: Any) -> None:
     r.add_argument(
         "--show-input",
         metavar="DIR",
-        help="save what the model saw: each file's 28x28 (with --number or --numbers: each "
-        "digit's, and the picture with the sheet and the digits' and marks' boxes drawn)",
+        help="save what the reader saw: each picture with the sheet and every digit's and "
+        "mark's box and reading drawn (STEM-boxes.png), and each digit's 28x28 (STEM-1.png ...)",
     )
     r.set_defaults(func=cmd_predict)
 
@@ -224,10 +229,13 @@ def serve_workers() -> int:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    from mnist_cnn.predict import MIN_CONFIDENCE
+    from mnist_cnn.reading.results import MIN_CONFIDENCE
 
     p.add_argument(
-        "--model", help=".keras file, run folder, .onnx or .tflite (default: the packaged model)"
+        "--model",
+        help="a reader (its run folder or .onnx), or an MNIST classifier (.keras file, run "
+        "folder, .onnx or .tflite) that reads the digits the packaged reader finds (default: "
+        "the packaged reader)",
     )
     p.add_argument(
         "--engine",
@@ -295,10 +303,33 @@ FINETUNE_FLAGS = ("steps_per_epoch", "lr", "correction_share", "holdout", "seed"
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    """The finetune recipe on the packaged model and the user's corrections by default."""
+    """The finetune recipe on the packaged model and the user's corrections by default; with
+    --fields, the fields recipe on the packaged reader and the user's labelled pictures."""
     from mnist_cnn import engines, feedback, train
 
     overrides = {name: getattr(args, name) for name in FINETUNE_FLAGS}
+    if args.fields:
+        from mnist_cnn.reading import predictor
+
+        if args.feedback:
+            raise MnistCnnError("--fields teaches the reader, --feedback the classifier: one")
+        cfg = recipes.make_config(
+            "fields",
+            init_from=str(args.model or predictor.packaged_network()),
+            fields=args.fields,
+            out=args.out,
+            **{k: v for k, v in overrides.items() if k in ("lr", "seed", "data_dir")},
+            epochs=args.epochs,
+        )
+        result = train.train(cfg)
+        m = result.metrics
+        print(
+            f"learnt {m['fields']} fields ({m['fields_left_out']} left out: no boxes, and the "
+            f"reader found another count of digits); held-out pages: "
+            + "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in m["held_out"].items())
+        )
+        print(f"fine-tuned in {m['train_seconds']:.1f} s; wrote {result.run}")
+        return
     cfg = recipes.make_config(
         "finetune",
         init_from=str(args.model or engines.packaged_model()),
@@ -455,9 +486,23 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _feedback_parser(sub)
 
-    u = sub.add_parser("finetune", help="teach a model the corrections users sent")
-    u.add_argument("--model", help="run folder or .keras file (default: the packaged model)")
+    u = sub.add_parser(
+        "finetune",
+        help="teach the classifier the corrections users sent, or the reader your own fields",
+    )
+    u.add_argument(
+        "--model",
+        help="run folder or .keras file (default: the packaged model, or with --fields the "
+        "packaged reader)",
+    )
     u.add_argument("--feedback", help="the corrections database (default: the user data dir's)")
+    u.add_argument(
+        "--fields",
+        metavar="DIR",
+        help="teach the reader your own pictures instead: a folder of them with labels.json "
+        '({"FILE": {"text": "12.50"}}, and "boxes" where you have them; docs/reading.md)',
+    )
+    u.add_argument("--epochs", type=POSITIVE, help="with --fields: passes (the recipe's 4)")
     u.add_argument("--out", required=True, help="the new run folder")
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for name in FINETUNE_FLAGS:
@@ -523,7 +568,7 @@ def as_csv(results: list) -> str:
 
 def as_table(results: list) -> str:
     """One line per file: its digit (or number), the confidence, or its error."""
-    from mnist_cnn.predict import Digit, Page
+    from mnist_cnn.reading.results import Digit, Page
 
     lines = []
     for r in results:
@@ -539,11 +584,8 @@ def as_table(results: list) -> str:
         else:
             confidences = " ".join(f"{d.confidence:.2f}" for d in r.answer.digits)
             value = "" if r.answer.value is None else f"value {r.answer.value}; "
-            sure = "".join(
-                f"; {'point' if m.kind == '.' else 'comma'} {m.confidence:.2f}"
-                for m in r.answer.marks
-                if m.confidence is not None
-            )
+            names = {".": "point", ",": "comma", "-": "minus"}
+            sure = "".join(f"; {names[m.kind]} {m.confidence:.2f}" for m in r.answer.marks)
             said = f"{value}per-digit confidence {confidences}{sure}"
             lines.append(f"{r.file}: {r.answer.text}  ({said})")
         if r.answer is not None and r.error:

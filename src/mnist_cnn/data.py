@@ -64,10 +64,6 @@ SIZE = 28  # every image is SIZE x SIZE pixels
 IMAGE_SHAPE = (SIZE, SIZE)
 NUM_CLASSES = 10
 VAL_SIZE = 5000  # training images set aside for validation (a fixed split)
-# Below this top probability an answer is "unsure": the packaged model's threshold, which
-# its calibration makes mean about what it says (benchmarks/unsure_threshold.py).
-MIN_CONFIDENCE = 0.9
-
 _GZIP_MAGIC = b"\x1f\x8b"
 MAX_IDX_BYTES = 64_000_000  # the largest MNIST file is 47,040,016 bytes
 _IDX_UBYTE = 0x08

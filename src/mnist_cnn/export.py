@@ -58,6 +58,22 @@ def export(
         ) from None
 
 
+def export_reader(model: "keras.Model", out: str | Path) -> Path:
+    """The reader's network as ONNX, any page size: raw pixels (1, H, W, 1) in, with H and W
+    multiples of 16; its cells out (`reading.detector.decode` reads them)."""
+    model(np.zeros((1, 64, 64, 1), "float32"))  # export needs a model that has been called
+
+    def write(tmp: Path) -> None:
+        model.export(str(tmp), format="onnx", verbose=False)
+
+    try:
+        return artifacts.write_with(out, write)
+    except ImportError as err:
+        raise MnistCnnError(
+            f"export to onnx needs {err.name or err}: {install_hint('export')}"
+        ) from None
+
+
 def quantize(onnx_model: Path, out: Path, calibration: np.ndarray, batch: int = 50) -> None:
     """Static int8 quantization on ONNX Runtime of the convolutions (nearly all the work):
     weights per channel, activations with ranges measured on `calibration`. On a CPU with VNNI

@@ -129,11 +129,19 @@ def residual() -> keras.Model:
     return keras.Model(inputs, probs(x), name="residual")
 
 
+def reader() -> keras.Model:
+    """The reader's network: a page in, every digit and mark on it out (reading/network.py)."""
+    from mnist_cnn.reading import network
+
+    return network.build()
+
+
 ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {
     "classic": classic,
     "fast": fast,
     "deep": deep,
     "residual": residual,
+    "reader": reader,
 }
 
 

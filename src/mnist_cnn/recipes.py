@@ -90,6 +90,12 @@ class TrainConfig:
         low=0,
         high=1,
     )
+    pages: int = setting(0, "generated pages a reader trains on (the reader recipes)", low=0)
+    val_pages: int = setting(1000, "generated pages (held-out writers) that score a reader", low=0)
+    fields: str | None = setting(
+        None, "a folder of your own labelled pictures (labels.json) a reader learns too"
+    )
+    fields_share: float = setting(0.5, "share of each batch drawn from --fields", low=0, high=1)
     steps_per_epoch: int | None = setting(
         None, "batches an epoch at most (None: one pass over MNIST's training digits)", low=1
     )
@@ -242,7 +248,38 @@ RECIPES["finetune"] = {
     "shear": 8.0,
     "label_smoothing": 0.1,
 }
-NEEDS = {"finetune": ("init_from", "feedback_db")}  # what a recipe cannot train without
+# The reader: a one-stage detector of digits and marks (reading/network.py), trained on pages
+# generated from MNIST's training digits and the synthetic writers' training fonts and styles
+# (reading/pages.py), 100,000 pages made once per run, 3 passes over them; about an hour on
+# 2 CPU cores. `make default-model` packages it.
+RECIPES["reader"] = {
+    "architecture": "reader",
+    "pages": 100_000,
+    "epochs": 3,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 1e-4,
+    "warmup": 0.03,
+    "shift": 0.0,
+    "precision": "auto",  # bfloat16 compute where the processor has it: a fifth faster
+}
+
+# Teach a reader (--init-from, the packaged one by default) a user's own labelled pictures
+# (--fields: a folder with labels.json), as a bank would its cheques: half of each batch the
+# fields, half generated pages, so that it keeps reading everything else.
+RECIPES["fields"] = {
+    **RECIPES["reader"],
+    "precision": "float32",  # a fine-tuned network trains as it was saved
+    "pages": 10_000,
+    "epochs": 4,
+    "lr": 5e-4,
+    "warmup": 0.0,
+    "schedule": "cosine",
+}
+NEEDS = {
+    "finetune": ("init_from", "feedback_db"),
+    "fields": ("init_from", "fields"),
+}  # what a recipe cannot train without
 
 RENAMED = {"seed": "classic", "seed-peer": "classic-peer"}  # earlier names, still understood
 

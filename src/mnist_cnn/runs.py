@@ -92,6 +92,26 @@ def finish(
     return Result(saved, past, metrics, run)
 
 
+def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any]) -> Result:
+    """The one way a reader's run ends: calibrated on the held-out pages, saved, exported to
+    ONNX (what reads), loaded back from that export as users load it and scored on those
+    pages, with its curves."""
+    from mnist_cnn import export
+    from mnist_cnn.reading import predictor, training
+
+    calibration = training.calibrate(model, held) if len(held) else {}
+    artifacts.write_with(run / MODEL, model.save)
+    export.export_reader(model, run / predictor.READER_FILE)
+    past = history(run)
+    if past:
+        plots.save(plots.curves(past), run / "curves.png")
+    scores = training.score(predictor.load(run), held) if len(held) else {}
+    metrics = {**facts, "params": int(model.count_params()), "calibration": calibration}
+    metrics["held_out"] = scores
+    artifacts.write_json(run / METRICS, metrics)
+    return Result(models.load(run / MODEL), past, metrics, run)
+
+
 def ensemble(
     paths: list[str | Path],
     out: str | Path,

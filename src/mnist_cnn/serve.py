@@ -29,11 +29,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from mnist_cnn import digits, engines, predict
+from mnist_cnn import engines
 from mnist_cnn.data import NUM_CLASSES, SIZE
-from mnist_cnn.digits import ImageError
 from mnist_cnn.engines import Classifier
+from mnist_cnn.errors import ImageError
 from mnist_cnn.feedback import FeedbackError, FeedbackStore, RateLimited
+from mnist_cnn.reading import predictor, results
+from mnist_cnn.reading.results import MIN_CONFIDENCE
 
 MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
 BODY_BUDGET = 64 * MAX_BODY  # bytes all bodies in flight may hold in one process: then 503
@@ -93,11 +95,15 @@ class Batcher:
 
 @dataclass
 class Served:
-    """What the app serves and how, in `app.state.served`: the model's description, its
-    batches, the image-work slots, and the corrections store (None: no feedback routes)."""
+    """What the app serves and how, in `app.state.served`: the models' description, the
+    classifier's batches (JSON pixels, and the digits a reader finds where a classifier reads
+    them), the reader's network, the image-work slots, and the corrections store (None: no
+    feedback routes)."""
 
     info: dict[str, Any]
     batcher: Batcher
+    cells: Any
+    reads_with_classifier: bool
     min_confidence: float
     image_slots: asyncio.Semaphore
     store: FeedbackStore | None
@@ -192,17 +198,24 @@ def create_app(
     feedback_db: str | Path | None = None,
     feedback_token: str | None = None,
 ) -> FastAPI:
-    """The app for `mnist-cnn serve`; the model loads here, once, before any request.
+    """The app for `mnist-cnn serve`; the models load here, once, before any request.
+
+    model: a reader (pictures are read with it, JSON pixels with the packaged classifier), or
+    an MNIST classifier (it reads JSON pixels, and the digits the packaged reader finds); None:
+    the packaged reader and classifier.
 
     feedback: whether corrections are taken (False: no feedback routes); feedback_db: where
     they go (None: the user data dir's database); feedback_token: what a correction must carry
     (`Authorization: Bearer TOKEN`), else 401 (None: none needed; the launcher makes one for a
     server beyond loopback)."""
-    path = Path(model) if model is not None else engines.packaged_model()
+    reader = model is None or predictor.is_reader(model)
+    path = engines.packaged_model() if reader else Path(model)
     served = Served(
         info=model_info(path, engines.resolve(path, engine)),
         batcher=Batcher(engines.classifier(path, engine, threads)),
-        min_confidence=predict.MIN_CONFIDENCE if min_confidence is None else min_confidence,
+        cells=predictor.load(model if reader else None, threads),
+        reads_with_classifier=not reader,
+        min_confidence=MIN_CONFIDENCE if min_confidence is None else min_confidence,
         image_slots=asyncio.Semaphore(IMAGE_SLOTS),
         store=FeedbackStore(feedback_db) if feedback else None,
         token=feedback_token,
@@ -237,6 +250,18 @@ async def lifespan(app: FastAPI):
 
 def _served(request: Request) -> Served:
     return request.app.state.served
+
+
+def _reader(served: Served, decimal_comma: bool | None = None) -> predictor.Reader:
+    """The reader for one request: the served network, and, where a classifier reads the
+    digits, the classifier's batches."""
+    classify = _through_batches(served) if served.reads_with_classifier else None
+    return predictor.Reader(
+        cells=served.cells,
+        classify=classify,
+        min_confidence=served.min_confidence,
+        decimal_comma=decimal_comma,
+    )
 
 
 async def off_the_loop(served: Served, work: Any, *args: Any) -> Any:
@@ -331,57 +356,49 @@ async def model_route(request: Request) -> dict[str, Any]:
     return _served(request).info
 
 
-@routes.post("/api/predict", openapi_extra=PIXELS_BODY, response_model=predict.Digit)
+@routes.post("/api/predict", openapi_extra=PIXELS_BODY, response_model=results.Digit)
 async def predict_route(request: Request) -> Response:
     """One digit: an image (multipart field `file`, or the body as image/*), or JSON pixels.
 
-    Images are normalised the MNIST way first (the answer's `input` is the 28x28 the model
-    saw); JSON `pixels` are taken as already in MNIST form (white ink on black, 0-255).
+    An image is read by the reader: the digit it finds (the largest), its box, and `input`,
+    the digit as 28x28 MNIST pixels; JSON `pixels` are taken as already in MNIST form (white
+    ink on black, 0-255) and read by the classifier.
     """
     served = _served(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        digit, seen = _pixels(await request.body()), None
+        digit = _pixels(await request.body())
+        p = (await served.batcher(digit[None, ..., None].astype(np.float32)))[0]
+        answer = results.digit(p, served.min_confidence)
     else:
         body = await _image_bytes(request, content_type)
-        digit = seen = await off_the_loop(served, _normalised, body)
-    p = (await served.batcher(digit[None, ..., None].astype(np.float32)))[0]
-    answer = predict.answer(p, served.min_confidence, seen=seen)
+        reader = _reader(served)
+        answer = await off_the_loop(served, lambda: reader.read_digit(body, inputs=True))
     return Response(orjson.dumps(answer.to_json()), media_type="application/json")
 
 
-@routes.post("/api/read-number", openapi_extra=IMAGE_BODY, response_model=predict.Number)
+@routes.post("/api/read-number", openapi_extra=IMAGE_BODY, response_model=results.Number)
 async def read_number_route(request: Request, decimal_comma: bool | None = None) -> Response:
     """A number written in a row (multipart field `file`, or the body as image/*): its text
-    and value, each digit (with the 28x28 the model saw) and each mark. `decimal_comma`: a
-    comma is the decimal mark (true), a thousands separator (false), or (unset) the decimal
-    mark unless three digits follow it."""
+    and value, each digit (with its box and 28x28) and each mark. `decimal_comma`: a comma is
+    the decimal mark (true), a thousands separator (false), or (unset) the decimal mark unless
+    three digits follow it."""
     served = _served(request)
     body = await _image_bytes(request, request.headers.get("content-type", ""))
-    classify = _through_batches(served)
-    gray, located = await off_the_loop(served, _locate_number, body, classify)
-    probs = await served.batcher(np.stack([seen for _, _, seen in located[1]])[..., None])
-    size = (int(gray.shape[1]), int(gray.shape[0]))
-    number = predict.number_answer(
-        located, probs, served.min_confidence, decimal_comma, inputs=True, size=size
-    )
+    reader = _reader(served, decimal_comma)
+    number = await off_the_loop(served, lambda: reader.read_number(body, inputs=True))
     return Response(orjson.dumps(number.to_json()), media_type="application/json")
 
 
-@routes.post("/api/read-numbers", openapi_extra=IMAGE_BODY, response_model=predict.Page)
+@routes.post("/api/read-numbers", openapi_extra=IMAGE_BODY, response_model=results.Page)
 async def read_numbers_route(request: Request, decimal_comma: bool | None = None) -> Response:
     """Every number on a page (multipart field `file`, or the body as image/*): lines of
     numbers, top to bottom, each as /api/read-number answers, and `table`, the rows of text
     (numbers in their columns where they stand in columns)."""
     served = _served(request)
     body = await _image_bytes(request, request.headers.get("content-type", ""))
-    classify = _through_batches(served)
-
-    def read(body: bytes) -> predict.Page:
-        gray = digits.read_image(body)
-        return predict.read_numbers(gray, classify, served.min_confidence, decimal_comma, True)
-
-    page = await off_the_loop(served, read, body)
+    reader = _reader(served, decimal_comma)
+    page = await off_the_loop(served, lambda: reader.read_numbers(body, inputs=True))
     return Response(orjson.dumps(page.to_json()), media_type="application/json")
 
 
@@ -433,12 +450,10 @@ async def _correction(request: Request, served: Served) -> tuple[np.ndarray, int
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise HTTPException(422, "multipart body has no file field named 'file'")
-    digit = await off_the_loop(served, _normalised, await upload.read())
-    return digit, label, predicted
-
-
-def _normalised(body: bytes) -> np.ndarray:
-    return digits.normalise(digits.read_image(body))
+    body = await upload.read()
+    reader = _reader(served)
+    digit = await off_the_loop(served, lambda: reader.read_digit(body, inputs=True))
+    return np.asarray(digit.input, np.float32), label, predicted
 
 
 def _check_token(request: Request, token: str | None) -> None:
@@ -463,11 +478,6 @@ def _through_batches(served: Served) -> Classifier:
         return asyncio.run_coroutine_threadsafe(served.batcher(x), loop).result()
 
     return classify
-
-
-def _locate_number(body: bytes, classify: Classifier) -> tuple:
-    gray = digits.read_image(body)
-    return gray, digits.locate_number(gray, classify)
 
 
 async def _image_bytes(request: Request, content_type: str) -> bytes:

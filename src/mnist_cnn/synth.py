@@ -5,8 +5,9 @@ binarised scan. This module draws such digits two ways: every digit of a set of 
 fonts shipped with the package, and pen trajectories of named writing styles ("1-flag-foot",
 "7-crossed", "9-hooked", ...) with jittered control points, random slant, width and pen. Each
 one lands on a page as a user's picture does (dark ink on light paper, off-centre, sometimes a
-low-resolution binarised scan scaled back up) and goes through `digits.normalise`, the very
-path a user's file takes. Fonts and styles are split once, by name: the HELD_OUT ones are for
+low-resolution binarised scan scaled back up). `generate` makes them 28x28 MNIST digits for a
+classifier (`reading.crops.from_picture`); the reader's pages draw them large
+(`reading.pages`). Fonts and styles are split once, by name: the HELD_OUT ones are for
 evaluation only and never reach training.
 
 Everything is drawn from a numpy Generator, so a seed gives the same digits and labels again.
@@ -123,6 +124,55 @@ STYLES: dict[str, list[list]] = {
             (0.76, 0.3),
             (0.74, 0.85),
             *_arc(0.5, 0.82, 0.24, 0.18, 0, 160),
+        ]
+    ],
+    # Forms common outside the US, which MNIST's writers rarely used: a 1 begun far down with a
+    # long upstroke, a 2 on a wavy base, a 4 whose bar rises into a tick, a 7 whose bar and
+    # stem curve, a 9 whose tail runs down and back to the left.
+    "1-long-upstroke": [[(0.02, 0.62), (0.58, 0.0), (0.5, 1.0)]],
+    "1-curved-flag": [[(0.1, 0.5), (0.27, 0.24), (0.52, 0.0), (0.5, 1.0)]],
+    "2-wavy-base": [[*_arc(0.5, 0.3, 0.3, 0.28, 190, 380), (0.2, 0.98), (0.5, 0.9), (0.88, 1.0)]],
+    "4-rising-bar": [
+        [(0.25, 0.0), (0.1, 0.58), (0.5, 0.62), (0.85, 0.45)],
+        [(0.62, 0.18), (0.58, 1.0)],
+    ],
+    "7-curved-crossed": [
+        [(0.12, 0.08), (0.5, 0.0), (0.88, 0.02), (0.6, 0.4), (0.42, 1.0)],
+        [(0.3, 0.52), (0.82, 0.48)],
+    ],
+    "9-tail-back": [
+        [
+            *_arc(0.5, 0.28, 0.27, 0.26, 10, -350),
+            (0.76, 0.32),
+            (0.62, 0.8),
+            (0.42, 0.98),
+            (0.18, 0.9),
+        ]
+    ],
+    # Cursive forms, as amounts are written fast: a 0 looped like an e, a 1 with a loop, a 2
+    # curled at its foot, a 7 with a hooked top and a bar, a 9 whose big loop leans on a short
+    # tail curling back (the `e`-like 9).
+    "0-looped": [[(0.35, 0.95), *_arc(0.5, 0.5, 0.28, 0.47, 120, -220), (0.62, 0.92), (0.9, 0.85)]],
+    "1-looped": [[(0.08, 0.85), (0.5, 0.22), (0.58, 0.04), (0.46, 0.02), (0.4, 0.2), (0.42, 1.0)]],
+    "2-curled": [
+        [
+            *_arc(0.5, 0.28, 0.28, 0.26, 190, 380),
+            (0.3, 0.78),
+            *_arc(0.28, 0.88, 0.1, 0.1, -60, 260),
+            (0.85, 0.95),
+        ]
+    ],
+    "7-hooked-crossed": [
+        [(0.1, 0.2), (0.18, 0.02), (0.86, 0.0), (0.62, 0.45), (0.5, 1.0)],
+        [(0.3, 0.55), (0.82, 0.5)],
+    ],
+    "9-big-loop": [
+        [
+            *_arc(0.48, 0.36, 0.3, 0.34, 5, -355),
+            (0.76, 0.45),
+            (0.68, 0.82),
+            (0.45, 1.0),
+            (0.22, 0.9),
         ]
     ],
     "9-curled": [
@@ -330,12 +380,20 @@ def _draw(
 
 
 def generate(
-    n: int, split: str, kind: str, scanned: float, seed: int, only: tuple[str, ...] | None = None
+    n: int,
+    split: str,
+    kind: str,
+    scanned: float,
+    seed: int,
+    only: tuple[str, ...] | None = None,
+    pictures: bool = False,
 ) -> Digits:
     """n digits (0-9 in equal shares) of `split` ('train' or 'held_out') drawn from `kind`
-    ('fonts' or 'styles'); a share `scanned` of them as scans; normalised as predict does.
+    ('fonts' or 'styles'); a share `scanned` of them as scans; as 28x28 MNIST digits, or with
+    `pictures` as the pictures a user would hand the reader (x then holds arrays of any size).
     `only` keeps some font families of the split (one simulated writer, say)."""
-    from mnist_cnn.digits import ImageError, normalise
+    from mnist_cnn.errors import ImageError
+    from mnist_cnn.reading.crops import from_picture
 
     if split not in SPLITS or kind not in ("fonts", "styles"):
         raise ValueError(f"unknown split {split!r} or kind {kind!r}")
@@ -345,17 +403,19 @@ def generate(
         if len(ys) == n:
             break
         scan = bool(rng.random() < scanned)
+        picture = photograph(ink, rng, scan)
         try:
-            xs.append(normalise(photograph(ink, rng, scan)))
+            seen = from_picture(picture)
         except ImageError:  # a scan so coarse that nothing is left: draw that digit again
             continue
+        xs.append(picture if pictures else seen)
         ys.append(digit), sources.append(source), scans.append(scan)
-    return Digits(
-        np.stack(xs) if xs else np.zeros((0, SIZE, SIZE), np.float32),
-        np.array(ys, np.int64),
-        np.array(sources),
-        np.array(scans),
-    )
+    if pictures:
+        x = np.empty(len(xs), object)
+        x[:] = xs
+    else:
+        x = np.stack(xs) if xs else np.zeros((0, SIZE, SIZE), np.float32)
+    return Digits(x, np.array(ys, np.int64), np.array(sources), np.array(scans))
 
 
 def _join(parts: list[Digits], rng: np.random.Generator) -> Digits:
@@ -375,11 +435,14 @@ def training_digits(n: int, seed: int, scanned: float = 0.5) -> Digits:
 EVAL_SEED = 1_000_003  # evaluation digits come from seeds of their own, far from training's
 
 
-def held_out_sets(n: int = 1000, seed: int = EVAL_SEED) -> dict[str, Digits]:
-    """The evaluation sets: held-out fonts and held-out styles, as pictures and as scans."""
+def held_out_sets(
+    n: int = 1000, seed: int = EVAL_SEED, pictures: bool = False
+) -> dict[str, Digits]:
+    """The evaluation sets: held-out fonts and held-out styles, as pictures and as scans (28x28,
+    or with `pictures` as the pictures themselves)."""
     return {
         f"held-out {kind}{', scanned' if scan else ''}": generate(
-            n, "held_out", kind, float(scan), seed + 2 * i + scan
+            n, "held_out", kind, float(scan), seed + 2 * i + scan, pictures=pictures
         )
         for i, kind in enumerate(("fonts", "styles"))
         for scan in (0, 1)

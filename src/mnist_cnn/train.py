@@ -30,10 +30,13 @@ from mnist_cnn import (
     runs,
     synth,
 )
-from mnist_cnn.data import MIN_CONFIDENCE, NUM_CLASSES
+from mnist_cnn.data import NUM_CLASSES
 from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.reading.results import MIN_CONFIDENCE
 from mnist_cnn.recipes import TrainConfig, make_config  # noqa: F401  (train.make_config)
 
+READER = "reader"  # the architecture that reads pages, not 28x28 digits
+VAL_OFFSET = 1_000_003  # the held-out pages' seed, far from the training pages'
 SYNTHETIC_POOL = 20_000  # synthetic digits made per run (1-2 minutes); batches draw from them
 Reuse = fitting.Reuse  # pass one to train() to keep a compiled trainer for the next run
 
@@ -88,9 +91,75 @@ def train(
     """
     dist = distribute.strategy(cfg.strategy)  # first: collective ops must be set up early
     with runs.claim(cfg.out, resume, overwrite) as run:
-        result = _train(cfg, run, dist, verbose, dataset, probe, callbacks or [], reuse)
+        if cfg.architecture == READER:
+            result = _train_reader(cfg, run, verbose, callbacks or [])
+        else:
+            result = _train(cfg, run, dist, verbose, dataset, probe, callbacks or [], reuse)
         shutil.rmtree(run / "checkpoint", ignore_errors=True)  # finished: nothing to resume
     return result
+
+
+def _train_reader(
+    cfg: TrainConfig, run: Path, verbose: int | str, extra_callbacks: list
+) -> runs.Result:
+    """train() for the reader: generated pages (and a user's fields) in, a detector of digits
+    and marks out, exported to ONNX and scored on pages of writers it never saw."""
+    from mnist_cnn.reading import network, predictor, training
+
+    if cfg.strategy != "none":
+        raise MnistCnnError("the reader trains in one process: drop --strategy")
+    cfg = _resolved(cfg)
+    keras.utils.set_random_seed(cfg.seed)
+    started = time.perf_counter()
+    fields, skipped = None, 0
+    if cfg.fields:  # first: a wrong folder is an error that should come at once
+        reader = predictor.Reader(predictor.exported(cfg.init_from)) if cfg.init_from else None
+        fields, skipped = training.fields(cfg.fields, reader)
+        if not len(fields):
+            raise MnistCnnError(f"none of the fields in {cfg.fields} could be boxed: see above")
+    made = training.generate(cfg.pages, cfg.seed, "train", cfg.data_dir)
+    held = training.generate(cfg.val_pages, cfg.seed + VAL_OFFSET, "held_out", cfg.data_dir)
+    model = models.load(cfg.init_from) if cfg.init_from else models.build(READER, cfg.precision)
+    artifacts.write_json(run / runs.CONFIG, dataclasses.asdict(cfg))
+    batches = training.Batches(
+        made, cfg.batch_size, cfg.seed, fields, cfg.fields_share, cfg.steps_per_epoch
+    )
+    model.compile(optimizer=fitting.make_optimizer(cfg, len(batches)), loss=network.loss)
+    validation = training.Batches(held, cfg.batch_size, cfg.seed) if len(held) else None
+    callbacks = [
+        fitting.EpochLog(run / runs.HISTORY),
+        fitting.DiskGuard(run, model),
+        keras.callbacks.BackupAndRestore(
+            str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
+        ),
+        training.EpochSync(batches),
+        # the network as it stands after each epoch, to read with while the run goes on
+        keras.callbacks.ModelCheckpoint(str(run / "checkpoint" / "last.keras")),
+    ]
+    load_seconds = time.perf_counter() - started
+    model.fit(
+        batches,
+        epochs=cfg.epochs,
+        validation_data=validation,
+        callbacks=callbacks + extra_callbacks,
+        verbose=verbose,
+    )
+    if cfg.precision != "float32":  # save and export a plain float32 network, same weights
+        trained, model = model, network.build()
+        model.set_weights([np.asarray(w) for w in trained.get_weights()])
+    past = runs.history(run)
+    facts = {
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "epochs": len(past.get("loss", [])),
+        "train_seconds": round(sum(past.get("epoch_seconds", [])), 3),
+        "load_seconds": round(load_seconds, 3),
+        "pages": len(made),
+        "fields": len(fields) if fields is not None else 0,
+        "fields_left_out": skipped,
+        **environment(),
+    }
+    return runs.finish_reader(run, model, held, facts)
 
 
 def _train(

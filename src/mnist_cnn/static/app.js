@@ -334,11 +334,11 @@ function showPhoto(picture, page) {
       view.fillText(text, x0, y0 > 24 ? y0 - view.lineWidth * 2 : y1 + 20);
       photoDigits.appendChild(digitCard(d, i, one));
     });
-    one.marks.forEach((m) => {  // a decimal point, a comma, a minus sign: found by shape
+    one.marks.forEach((m) => {  // a decimal point, a comma, a minus sign, as the reader found them
       const [x0, y0, x1, y1] = m.box.map((v) => v * k);
       view.strokeStyle = view.fillStyle = "#8a2be2";
       view.strokeRect(x0, y0, x1 - x0, y1 - y0);
-      // a decimal mark's confidence that it is a point and not a comma, or the other way
+      // how sure the reader is that the mark is that kind
       const sure = m.confidence === null ? "" : ` ${Math.round(m.confidence * 100)}%`;
       view.fillText(m.kind + sure, x0, y1 + 20);
     });

@@ -1,0 +1,1 @@
+"""Reading digits and numbers from pictures."""

@@ -1,0 +1,244 @@
+"""The reader: where the stages are composed, and the only place.
+
+    picture -> image.to_gray -> paper.prepare -> detector.find -> layout -> results
+
+`Reader.read_digit`, `read_number` and `read_numbers` are what the CLI, the server and the
+benchmarks call. The network runs on ONNX Runtime (the packaged reader, or a run folder's
+export); a Keras model file is run by Keras.
+"""
+
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_cnn.errors import ImageError, MnistCnnError
+from mnist_cnn.reading import crops, detector, layout, paper, results
+from mnist_cnn.reading.detector import CLASSES, DIGITS, Detection
+from mnist_cnn.reading.geometry import Box
+from mnist_cnn.reading.image import to_gray
+from mnist_cnn.reading.results import MIN_CONFIDENCE, Digit, Mark, Number, Page
+
+READER_FILE = "reader.onnx"  # the network, as a run folder and the package hold it
+
+
+NETWORK_FILE = "reader.keras"  # the packaged reader's Keras network: what fine-tuning starts from
+
+
+def packaged() -> Path:
+    """The reader that ships inside the package (its ONNX export)."""
+    return Path(str(resources.files("mnist_cnn") / "default" / READER_FILE))
+
+
+def packaged_network() -> Path:
+    """The packaged reader's Keras network, which `finetune --fields` starts from."""
+    return packaged().with_name(NETWORK_FILE)
+
+
+def exported(model: str | Path) -> Path:
+    """Where a reader's ONNX export sits: a run folder's, or the one beside a .keras network
+    (the packaged one's); else the model itself."""
+    path = Path(model)
+    beside = (path if path.is_dir() else path.parent) / READER_FILE
+    return beside if beside.is_file() else path
+
+
+def load(model: str | Path | None = None, threads: int = 0) -> detector.Cells:
+    """The network as a function from a page's raw pixels to its cells: an .onnx file (or a run
+    folder holding READER_FILE) on ONNX Runtime, a .keras file on Keras."""
+    path = Path(model) if model is not None else packaged()
+    if path.is_dir():
+        path = path / READER_FILE
+    if not path.is_file():
+        raise MnistCnnError(f"no reader at {path}: give an .onnx file or a reader's run folder")
+    if path.suffix == ".keras":
+        from mnist_cnn import models
+
+        network = models.load(path)
+        return lambda x: np.asarray(network.predict_on_batch(x))
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # a runtime's own error on a damaged or foreign file
+        why = f"{type(err).__name__}: {err}".splitlines()[0][:160]
+        raise MnistCnnError(f"cannot load {path} as a reader ({why})") from None
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: np.asarray(x, np.float32)})[0]
+
+
+def is_reader(model: str | Path) -> bool:
+    """Whether a model file or run folder is a reader (pages in), not an MNIST classifier
+    (28x28 digits in): a run folder holding READER_FILE, an .onnx whose output has cells, or a
+    .keras model named "reader"."""
+    path = Path(model)
+    if path.is_dir():
+        return (path / READER_FILE).is_file()
+    if path.suffix == ".onnx" and path.is_file():
+        try:
+            import onnx
+
+            graph = onnx.load(str(path), load_external_data=False).graph
+            return len(graph.output[0].type.tensor_type.shape.dim) == 4
+        except ImportError:
+            return path.name == READER_FILE
+        except Exception:
+            return False
+    if path.suffix == ".keras" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            try:
+                config = json.loads(archive.read("config.json"))
+            except (KeyError, ValueError):
+                return False
+        return config.get("config", {}).get("name") == "reader"
+    return False
+
+
+def reader_for(model: str | Path | None = None, engine: str = "auto", **options: Any) -> "Reader":
+    """A Reader for whatever `model` is: None the packaged reader, a reader (`is_reader`), or an
+    MNIST classifier (a .keras file, run folder or exported model), which then reads each
+    digit the packaged reader finds. `options` go to Reader."""
+    if model is None or is_reader(model):
+        return Reader(model, **options)
+    from mnist_cnn import engines
+
+    return Reader(None, classify=engines.classifier(model, engine), **options)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the stages before the layout made of a picture: its gray levels, its paper, and
+    what the network found (boxes in the paper's pixels)."""
+
+    gray: np.ndarray
+    paper: paper.Paper
+    found: list[Detection]
+
+
+class Reader:
+    """Reads digits and numbers from pictures: a path, a file's bytes, a PIL image or an array.
+
+    `model`: an .onnx file or a reader's run folder (None: the packaged reader).
+    `min_confidence`: a digit read with less probability is answered unsure (None).
+    `decimal_comma`: whether a comma in a number is its decimal mark (see `layout.value`).
+    `classify`: an MNIST classifier (28x28x1 raw pixels in, 10 probabilities out, as
+    `engines.classifier` makes one) that reads each digit the network found, from its 28x28.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        min_confidence: float = MIN_CONFIDENCE,
+        decimal_comma: bool | None = None,
+        threads: int = 0,
+        cells: detector.Cells | None = None,
+        classify: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.cells = cells or load(model, threads)
+        self.min_confidence, self.decimal_comma = min_confidence, decimal_comma
+        self.classify = classify
+
+    def see(self, image: "str | Path | bytes | np.ndarray") -> Seen:
+        """The picture's paper and what the network found on it."""
+        gray = to_gray(image)
+        prepared = paper.prepare(gray)
+        return Seen(gray, prepared, detector.find(self.cells, prepared.ink))
+
+    def read_digit(self, image, inputs: bool = False) -> Digit:
+        """The one digit in `image`: of the digits found, the largest. The picture is known to
+        hold a digit, so a faint one (heat down to detector.ONE_DIGIT) is taken too."""
+        seen = self.see(image)
+        digits = [d for d in seen.found if d.is_digit]
+        if not digits:
+            faint = detector.find(self.cells, seen.paper.ink, detector.ONE_DIGIT)
+            seen = Seen(seen.gray, seen.paper, faint)
+            digits = [d for d in faint if d.is_digit]
+        if not digits:
+            raise ImageError("no digit found: the picture is blank, or holds no digit")
+        main = max(digits, key=lambda d: (d.box.width * d.box.height) * d.found)
+        return self._digits([main], seen, inputs)[0]
+
+    def read_number(self, image, inputs: bool = False) -> Number:
+        """The number written in a row in `image`: its digits and marks, in order."""
+        seen = self.see(image)
+        turn = layout.angle(seen.found)
+        row = _in_order(seen.found, turn)
+        if not any(d.is_digit for d in row):
+            raise ImageError("no digits found: the picture is blank, or holds no number")
+        return self._number(row, seen, inputs, turn, whole=True)
+
+    def read_numbers(self, image, inputs: bool = False) -> Page:
+        """Every number on a page in `image`: lines top to bottom, numbers left to right."""
+        seen = self.see(image)
+        turn = layout.angle(seen.found)
+        found = layout.lines(seen.found, turn)
+        if not found:
+            raise ImageError("no digits found: the picture is blank, or holds no number")
+        lines = [[self._number(n, seen, inputs, turn) for n in line.numbers] for line in found]
+        columns = layout.table([[n.box for n in line] for line in lines])
+        return Page(lines, columns, _sheet(seen), _size(seen))
+
+    # -------------------------------------------------------------- the results
+
+    def _digits(self, found: list[Detection], seen: Seen, inputs: bool) -> list[Digit]:
+        """Each found digit as read: by the network, or by `classify` from its 28x28."""
+        wanted = inputs or self.classify is not None
+        shapes = [crops.as_mnist(seen.paper.ink, d.box) if wanted else None for d in found]
+        if self.classify is not None and found:
+            probs = self.classify(np.stack(shapes)[..., None])
+        else:
+            probs = [d.probabilities[:DIGITS] for d in found]
+        return [
+            results.digit(
+                p, self.min_confidence, seen.paper.box_in_photo(d.box), s if inputs else None
+            )
+            for d, p, s in zip(found, probs, shapes, strict=True)
+        ]
+
+    def _number(
+        self, row: list[Detection], seen: Seen, inputs: bool, turn: float, whole: bool = False
+    ) -> Number:
+        read = iter(self._digits([d for d in row if d.is_digit], seen, inputs))
+        digits, marks, texts = [], [], []
+        for d in row:
+            if d.is_digit:
+                digit = next(read)
+                digits.append(digit)
+                texts.append("?" if digit.unsure else str(digit.digit))
+            else:
+                share = float(d.probabilities[CLASSES.index(d.kind)])
+                marks.append(Mark(d.kind, seen.paper.box_in_photo(d.box), round(share, 6)))
+                texts.append(d.kind)
+        written = layout.text(row, texts, turn)
+        return Number(
+            written,
+            layout.value(written, self.decimal_comma),
+            digits,
+            marks,
+            _sheet(seen) if whole else None,
+            _size(seen) if whole else None,
+        )
+
+
+def _in_order(found: list[Detection], turn: float) -> list[Detection]:
+    """Every detection in reading order along the writing's direction."""
+    return [d for _, _, d in sorted(layout.along(found, turn), key=lambda t: t[0])]
+
+
+def _sheet(seen: Seen) -> list[list[float]] | None:
+    return None if seen.paper.sheet is None else np.round(seen.paper.sheet, 1).tolist()
+
+
+def _size(seen: Seen) -> tuple[int, int]:
+    return (int(seen.gray.shape[1]), int(seen.gray.shape[0]))
+
+
+__all__ = ["MIN_CONFIDENCE", "Box", "Reader", "load", "packaged"]
