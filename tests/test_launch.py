@@ -1,6 +1,7 @@
 """`mnist-cnn serve` as it is deployed, against the real processes: workers on their own
 sockets, killed, restarted, stopped under load, and one client trying to take every connection.
-The cases are those of benchmarks/serve_faults.py, smaller, with its goals asserted.
+The cases are those of benchmarks/serve_faults.py (from tests/serving.py), smaller, with its
+goals asserted.
 """
 
 import os
@@ -9,14 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-
-from mnist_cnn import cli, launch, serve
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from serve_faults import (
+from serving import (
     alive,
     connections,
     flooded,
@@ -30,6 +26,8 @@ from serve_faults import (
     stop,
     workers_of,
 )
+
+from mnist_cnn import cli, launch, serve
 
 
 @pytest.fixture

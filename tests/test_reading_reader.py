@@ -143,3 +143,12 @@ def test_a_real_digit_cut_out_of_a_cheque_reads_alone(reader, real_dir):
                 right += reader.read_digit(crop).top3[0][0] == digit
             total += 1
     assert right >= 0.8 * total, f"{right} of {total}"  # the likeliest digit: 89.4% of all 4,898
+
+
+@pytest.mark.parametrize("shape", [(1024, 2), (2, 1024), (1, 600), (600, 1), (3, 3)])
+def test_a_picture_thin_as_a_line_gets_an_answer_or_one_image_error(reader, shape):
+    strip = np.tile(np.array([[0, 255]], np.float64), (shape[0], shape[1] // 2 or 1))
+    strip = np.resize(strip, shape)
+    for read in (reader.read_digit, reader.read_number, reader.read_numbers):
+        with contextlib.suppress(ImageError):
+            read(strip)

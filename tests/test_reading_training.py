@@ -10,7 +10,7 @@ from PIL import Image
 
 from mnist_cnn import cli, recipes, train
 from mnist_cnn.errors import ImageError, MnistCnnError
-from mnist_cnn.reading import pages, predictor
+from mnist_cnn.reading import pages, predictor, training
 
 TINY = {"pages": 64, "val_pages": 16, "epochs": 1, "batch_size": 16}
 pytestmark = pytest.mark.xdist_group("tiny_reader")  # one process trains it once
@@ -106,3 +106,42 @@ def test_finetune_fields_errors_are_one_line(tmp_path, capsys):
         recipes.make_config("fields")
     args = ["finetune", "--fields", str(tmp_path), "--feedback", "x.db", "--out", "r"]
     assert cli.main(args) == 2
+
+
+def test_a_fields_boxes_are_in_its_files_pixels_however_large(tmp_path, mnist_dir):
+    """A scan 3,000 px wide is read shrunk to 1,024 px; its labelled boxes follow."""
+    from mnist_cnn import data
+
+    _, (x, y) = data.load_arrays(mnist_dir)
+    big = np.asarray(Image.fromarray(x[0, ..., 0]).resize((200, 200)), np.float32)
+    sheet = np.full((400, 3000), 235.0)
+    sheet[100:300, 2500:2700] -= 0.9 * big
+    Image.fromarray(sheet.astype(np.uint8)).save(tmp_path / "wide.png")
+    rows, cols = np.flatnonzero(big.max(1) > 64), np.flatnonzero(big.max(0) > 64)
+    box = [2500 + int(cols[0]), 100 + int(rows[0]), int(cols[-1] - cols[0]) + 1]
+    box += [int(rows[-1] - rows[0]) + 1, int(y[0])]
+    labels = {"wide.png": {"digits": str(y[0]), "boxes": [box]}}
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    made, left_out = training.fields(tmp_path)
+    (x0, y0, x1, y1), classes = made.labels(0)[0][0], made.labels(0)[1]
+    page = made.images[0].astype(np.float64)
+    inside = page[int(y0) : int(np.ceil(y1)) + 1, int(x0) : int(np.ceil(x1)) + 1].sum()
+    assert left_out == 0 and list(classes) == [y[0]] and inside >= 0.9 * page.sum()
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [[[1, 2, 3, 4, 5]], [[1, 2, 3, 4]] * 2, [[1, 2, 3, 4, 1], [5, 6, 7, 8, 3]], "here"],
+)
+def test_fields_whose_boxes_do_not_fit_their_digits_are_refused_in_one_line(tmp_path, boxes):
+    (tmp_path / "labels.json").write_text(json.dumps({"a.png": {"digits": "12", "boxes": boxes}}))
+    with pytest.raises(MnistCnnError, match="one box"):
+        training.read_labels(tmp_path)
+
+
+def test_classifier_commands_refuse_a_reader_in_one_line(capsys):
+    reader = str(predictor.packaged_network())
+    assert cli.main(["export", "--model", reader, "--format", "onnx"]) == 2
+    assert "is a reader" in capsys.readouterr().err
+    assert cli.main(["evaluate", reader]) == 2
+    assert "is a reader" in capsys.readouterr().err

@@ -139,7 +139,20 @@ def _model_path(model: str | None) -> tuple[Path, Path]:
 
         return engines.packaged_model(), Path("runs/packaged-model")
     source = Path(model)
+    _classifier(source)
     return source, source if source.is_dir() else source.parent
+
+
+def _classifier(model: Path) -> None:
+    """Refuse a reader where a command takes an MNIST classifier (28x28 digits in)."""
+    from mnist_cnn.reading import predictor
+
+    if predictor.is_reader(model):
+        raise MnistCnnError(
+            f"{model} is a reader (pages in), and this command takes an MNIST classifier; a "
+            f"reader is exported as its run folder's {predictor.READER_FILE}, and learns with "
+            "`finetune --fields`"
+        )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -313,6 +326,11 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
         if args.feedback:
             raise MnistCnnError("--fields teaches the reader, --feedback the classifier: one")
+        if args.model and not predictor.is_reader(args.model):
+            raise MnistCnnError(
+                f"{args.model} is no reader: --fields fine-tunes a reader (a run folder of "
+                "`train --recipe reader` or `finetune --fields`, or its model.keras)"
+            )
         cfg = recipes.make_config(
             "fields",
             init_from=str(args.model or predictor.packaged_network()),
@@ -330,6 +348,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         )
         print(f"fine-tuned in {m['train_seconds']:.1f} s; wrote {result.run}")
         return
+    if args.model:
+        _classifier(Path(args.model))
     cfg = recipes.make_config(
         "finetune",
         init_from=str(args.model or engines.packaged_model()),
@@ -502,7 +522,7 @@ def parser() -> argparse.ArgumentParser:
         help="teach the reader your own pictures instead: a folder of them with labels.json "
         '({"FILE": {"text": "12.50"}}, and "boxes" where you have them; docs/reading.md)',
     )
-    u.add_argument("--epochs", type=POSITIVE, help="with --fields: passes (the recipe's 4)")
+    u.add_argument("--epochs", type=POSITIVE, help="with --fields: passes (the recipe's 2)")
     u.add_argument("--out", required=True, help="the new run folder")
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for name in FINETUNE_FLAGS:

@@ -251,7 +251,7 @@ RECIPES["finetune"] = {
 # The reader: a one-stage detector of digits and marks (reading/network.py), trained on pages
 # generated from MNIST's training digits and the synthetic writers' training fonts and styles
 # (reading/pages.py), 100,000 pages made once per run, 3 passes over them; about an hour on
-# 2 CPU cores. `make default-model` packages it.
+# 2 CPU cores. `make default-reader` packages it.
 RECIPES["reader"] = {
     "architecture": "reader",
     "pages": 100_000,
@@ -271,7 +271,7 @@ RECIPES["fields"] = {
     **RECIPES["reader"],
     "precision": "float32",  # a fine-tuned network trains as it was saved
     "pages": 10_000,
-    "epochs": 4,
+    "epochs": 2,
     "lr": 5e-4,
     "warmup": 0.0,
     "schedule": "cosine",
@@ -301,7 +301,9 @@ def make_config(model: str = "classic", **overrides: Any) -> TrainConfig:
     missing = [name for name in NEEDS.get(model, ()) if not values.get(name)]
     if missing:
         flags = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
-        raise MnistCnnError(f"the {model} recipe needs {flags} (or run `mnist-cnn {model}`)")
+        hint = {"finetune": "mnist-cnn finetune", "fields": "mnist-cnn finetune --fields DIR"}
+        also = f" (or run `{hint[model]}`)" if model in hint else ""
+        raise MnistCnnError(f"the {model} recipe needs {flags}{also}")
     return TrainConfig(model=model, **values)
 
 

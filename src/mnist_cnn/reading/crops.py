@@ -32,6 +32,8 @@ def as_mnist(ink: np.ndarray, box: Box) -> np.ndarray:
     x0, y0, x1, y1 = box.clipped(w, h).pixels()
     crop = ink[y0:y1, x0:x1]
     out = np.zeros((SIZE, SIZE), np.float32)
+    if not crop.size:  # a box off the picture
+        return out
     rows, cols = np.flatnonzero(crop.max(1) > FAINT), np.flatnonzero(crop.max(0) > FAINT)
     if not rows.size:
         return out

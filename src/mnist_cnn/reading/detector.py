@@ -55,8 +55,8 @@ class Detection:
         return CLASSES[DIGITS + int(np.argmax(self.probabilities[DIGITS:]))]
 
 
-def decode(cells: np.ndarray, found: float = FOUND, scale: float = 1.0) -> list[Detection]:
-    """The detections in one page's cells (H/4, W/4, outputs), boxes in page pixels / scale."""
+def decode(cells: np.ndarray, found: float = FOUND) -> list[Detection]:
+    """The detections in one page's cells (H/4, W/4, outputs), boxes in page pixels."""
     heat = cells[..., 0]
     peaks = (heat >= found) & (heat == ndimage.maximum_filter(heat, size=3, mode="constant"))
     if peaks.sum() > MAX_FOUND:
@@ -68,7 +68,7 @@ def decode(cells: np.ndarray, found: float = FOUND, scale: float = 1.0) -> list[
         dx, dy, lw, lh = cells[i, j, 1 + len(CLASSES) :]
         cx, cy = (j + dx) * STRIDE, (i + dy) * STRIDE
         w, h = np.exp(lw) * STRIDE, np.exp(lh) * STRIDE
-        box = Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2).scaled(1 / scale)
+        box = Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
         out.append(Detection(box, float(heat[i, j]), p / p.sum()))
     return out
 
@@ -111,11 +111,11 @@ def find(run: Cells, ink: np.ndarray, least: float = FOUND) -> list[Detection]:
     large the writing is, then, where that is far from TYPICAL, again at the scale that makes
     it so. `least`: the heat a centre needs (FOUND)."""
     h, w = ink.shape
-    scale = min(SCOUT / max(h, w), 1.0)
-    scale = max(scale, SMALLEST / h)
+    most = MAX_SIDE / max(h, w)  # a strip of a picture is not blown up past MAX_SIDE
+    scale = min(max(min(SCOUT / max(h, w), 1.0), SMALLEST / h), most)
     found = cells_at(run, ink, scale, least)
     if not found and scale < 1:  # writing too small to see at the scout's size
-        scale = min(1.0, MAX_SIDE / max(h, w))
+        scale = min(1.0, most)
         found = cells_at(run, ink, scale, least)
     tall = [d.box.height * scale for d in found if d.is_digit]
     if not tall:
@@ -123,9 +123,7 @@ def find(run: Cells, ink: np.ndarray, least: float = FOUND) -> list[Detection]:
     size = float(np.median(tall))
     if ALREADY[0] * TYPICAL <= size <= ALREADY[1] * TYPICAL:
         return found
-    better = scale * TYPICAL / size
-    better = min(better, MAX_SIDE / max(h, w), 4.0)
-    better = max(better, SMALLEST / h)
+    better = min(max(min(scale * TYPICAL / size, 4.0), SMALLEST / h), most)
     if abs(better / scale - 1) < 0.15:
         return found
     return cells_at(run, ink, better, least)

@@ -8,7 +8,6 @@ process-wide is changed: Pillow's own pixel limit stays the host's.
 """
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,16 @@ from mnist_cnn.errors import ImageError
 MAX_PIXELS = 16_000_000  # decoded at most (a 12-megapixel phone photo fits); more is refused
 MAX_SIDE = 1024  # pictures are shrunk to this before any float work: writing needs no more
 
-Picture = "str | Path | bytes | Image.Image | np.ndarray"
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """A picture file's width and height as shown (its EXIF rotation applied), read from its
+    header: the pixels a user's boxes are in."""
+    try:
+        with Image.open(path) as img:
+            turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # Orientation: a quarter turn
+            return (img.height, img.width) if turned else (img.width, img.height)
+    except Exception as err:  # the same file read_image has just read: rare
+        raise ImageError(f"cannot read its size ({type(err).__name__})") from None
 
 
 def read_image(source: str | Path | bytes) -> np.ndarray:
@@ -38,9 +46,7 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
         if not path.is_file():
             raise ImageError("no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+        img = Image.open(path)
         with img:
             img.seek(0)  # the first frame of a GIF, TIFF or WebP animation
             if img.width * img.height > MAX_PIXELS:
@@ -113,8 +119,8 @@ def as_gray_array(gray: np.ndarray) -> np.ndarray:
         size = (max(1, round(a.shape[1] * f)), max(1, round(a.shape[0] * f)))
         a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
     lo, hi = float(a.min()), float(a.max())
-    if lo < 0 or hi > 255:
-        a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    if lo < 0 or hi > 255:  # in float64: the range of a float32 picture may overflow float32
+        a = ((a - np.float64(lo)) * (255 / (hi - lo))).astype(np.float32) if hi > lo else 0 * a
     elif hi <= 1.0:
         a = a * 255  # 0-1 floats
     return a

@@ -111,7 +111,8 @@ def _dark_paper(gray: np.ndarray) -> bool:
     if high - low < step:
         return bool((gray > paper + 2 * step).sum() > (gray < paper - 2 * step).sum())
     f = min(1.0, SHEET_SIDE / max(gray.shape))
-    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    size = (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f)))
+    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if f < 1 else gray
     small = np.clip(small, 0, 255).astype(np.uint8)
     around = cv2.medianBlur(small, max(3, min(small.shape) // 4) | 1)
     # beside a hard edge in the paper (a shadow's), the median flips from one side's grey to

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from mnist_cnn import data
-from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.errors import ImageError, MnistCnnError
 from mnist_cnn.reading import detector, pages
 from mnist_cnn.reading.detector import CLASSES
 from mnist_cnn.reading.geometry import Box
@@ -164,6 +164,23 @@ def read_labels(folder: Path) -> dict[str, dict]:
         text = label.get("digits") or label.get("text") if isinstance(label, dict) else None
         if not isinstance(text, str) or not any(c.isdigit() for c in text):
             raise MnistCnnError(f"{path}: {name!r} has no text with digits")
+        digits = [int(c) for c in text if c.isdigit()]
+        boxes = label.get("boxes")
+        if boxes is None:
+            continue
+        good = isinstance(boxes, list) and all(
+            isinstance(b, list)
+            and len(b) == 5
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in b)
+            and b[2] > 0
+            and b[3] > 0
+            for b in boxes
+        )
+        if not good or [int(b[4]) for b in boxes] != digits:
+            raise MnistCnnError(
+                f"{path}: {name!r} needs one box [x, y, width, height, digit] per digit of "
+                f"{text!r}, left to right, each with its digit"
+            )
     return found
 
 
@@ -174,7 +191,7 @@ def fields(folder: str | Path, reader=None, names: list[str] | None = None) -> t
     as the label has (its marks are kept as it found them). Returns the pages and how many
     fields were left out (no boxes, and the reader found another count)."""
     from mnist_cnn.reading import paper
-    from mnist_cnn.reading.image import read_image
+    from mnist_cnn.reading.image import displayed_size, read_image
 
     folder = Path(folder)
     labels = read_labels(folder)
@@ -182,11 +199,16 @@ def fields(folder: str | Path, reader=None, names: list[str] | None = None) -> t
     for name in names if names is not None else sorted(labels):
         label = labels[name]
         digits = "".join(c for c in (label.get("digits") or label.get("text")) if c.isdigit())
-        gray = read_image(folder / name)
+        try:
+            gray = read_image(folder / name)
+            width, _ = displayed_size(folder / name)
+        except ImageError as err:
+            raise MnistCnnError(f"{folder / name}: {err}") from None
         ink = paper.even(gray)
         marks: list[tuple[Box, int]] = []
         if label.get("boxes"):
-            boxes = [Box(x, y, x + w, y + h) for x, y, w, h, _ in label["boxes"]]
+            f = gray.shape[1] / width  # the labels' pixels are the file's; read_image shrinks
+            boxes = [Box(x, y, x + w, y + h).scaled(f) for x, y, w, h, _ in label["boxes"]]
             if reader is not None:
                 marks = _marks(reader, ink)
         elif reader is not None:
@@ -216,7 +238,7 @@ def _on_page(ink: np.ndarray, boxes: list[Box], digits: list[int], marks: list) 
 
     from mnist_cnn.reading.geometry import union
 
-    placed = [(b, c) for b, c in zip(boxes, digits, strict=False)] + marks
+    placed = [(b, c) for b, c in zip(boxes, digits, strict=True)] + marks
     tall = float(np.median([b.height for b in boxes]))
     around = union(b for b, _ in placed)
     x0, y0 = int(max(0, around.x0 - tall / 2)), int(max(0, around.y0 - tall / 2))
