@@ -60,19 +60,20 @@ def test_touching_digits_are_read_one_by_one(reader, held_out):
     assert right >= 3  # 3 of 6 on 2026-12-06: an unsure digit is the usual miss
 
 
-@pytest.mark.parametrize("background", ["guilloche", "squared"])
-def test_numbers_on_a_printed_background_are_read(reader, held_out, background):
+@pytest.mark.parametrize(("background", "least"), [("guilloche", 5), ("squared", 8)])
+def test_numbers_on_a_printed_background_are_read(reader, held_out, background, least):
+    """Of 12 numbers, at least `least` exact (guilloche 6, squared 9 on 2026-12-07: a dense
+    guilloche can make the paper stage take the picture for light ink on dark paper)."""
     rng = np.random.default_rng([9, len(background)])
     right = 0
-    for _ in range(6):
+    for _ in range(12):
         text = "".join(str(d) for d in rng.integers(0, 10, 4))
         pen = 0.16 * 40 if background == "squared" else None  # bold digits on a grid
         got = reader.read_number(number_photo(text, held_out, rng, background, pen=pen)).text
         right += digits_of(got) == text
-    assert right >= 3  # guilloche 3, squared 4 of 6 on 2026-12-06
+    assert right >= least, right
 
 
-@pytest.mark.parametrize("grain", [0, 3, 6])
 def test_a_blank_or_grainy_page_has_no_digit(reader, grain):
     """Blank paper photographed: its grain (std of the grey levels) is not made into ink."""
     rng = np.random.default_rng(grain)
