@@ -74,6 +74,7 @@ def test_numbers_on_a_printed_background_are_read(reader, held_out, background, 
     assert right >= least, right
 
 
+@pytest.mark.parametrize("grain", [0, 3, 6])
 def test_a_blank_or_grainy_page_has_no_digit(reader, grain):
     """Blank paper photographed: its grain (std of the grey levels) is not made into ink."""
     rng = np.random.default_rng(grain)
