@@ -466,6 +466,31 @@ def _feedback_parser(sub: Any) -> None:
     f.set_defaults(func=cmd_feedback)
 
 
+def _finetune_parser(sub) -> None:
+    u = sub.add_parser(
+        "finetune",
+        help="teach the classifier the corrections users sent, or the reader your own fields",
+    )
+    u.add_argument(
+        "--model",
+        help="run folder or .keras file (default: the packaged model, or with --fields the "
+        "packaged reader)",
+    )
+    u.add_argument("--feedback", help="the corrections database (default: the user data dir's)")
+    u.add_argument(
+        "--fields",
+        metavar="DIR",
+        help="teach the reader your own pictures instead: a folder of them with labels.json "
+        '({"FILE": {"text": "12.50"}}, and "boxes" where you have them; docs/reading.md)',
+    )
+    u.add_argument("--epochs", type=POSITIVE, help="with --fields: passes (the recipe's 2)")
+    u.add_argument("--out", required=True, help="the new run folder")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name in FINETUNE_FLAGS:
+        _setting_flag(u, fields[name], recipe="finetune")
+    u.set_defaults(func=cmd_finetune)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mnist-cnn", description="Train, evaluate and use CNNs on MNIST (Keras 3)."
@@ -506,28 +531,7 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _feedback_parser(sub)
 
-    u = sub.add_parser(
-        "finetune",
-        help="teach the classifier the corrections users sent, or the reader your own fields",
-    )
-    u.add_argument(
-        "--model",
-        help="run folder or .keras file (default: the packaged model, or with --fields the "
-        "packaged reader)",
-    )
-    u.add_argument("--feedback", help="the corrections database (default: the user data dir's)")
-    u.add_argument(
-        "--fields",
-        metavar="DIR",
-        help="teach the reader your own pictures instead: a folder of them with labels.json "
-        '({"FILE": {"text": "12.50"}}, and "boxes" where you have them; docs/reading.md)',
-    )
-    u.add_argument("--epochs", type=POSITIVE, help="with --fields: passes (the recipe's 2)")
-    u.add_argument("--out", required=True, help="the new run folder")
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for name in FINETUNE_FLAGS:
-        _setting_flag(u, fields[name], recipe="finetune")
-    u.set_defaults(func=cmd_finetune)
+    _finetune_parser(sub)
 
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameters")
     s.add_argument("name", nargs="?", default="classic", help="recipe or network (classic)")

@@ -104,19 +104,14 @@ def _train_reader(
 ) -> runs.Result:
     """train() for the reader: generated pages (and a user's fields) in, a detector of digits
     and marks out, exported to ONNX and scored on pages of writers it never saw."""
-    from mnist_cnn.reading import network, predictor, training
+    from mnist_cnn.reading import network, training
 
     if cfg.strategy != "none":
         raise MnistCnnError("the reader trains in one process: drop --strategy")
     cfg = _resolved(cfg)
     keras.utils.set_random_seed(cfg.seed)
     started = time.perf_counter()
-    fields, skipped = None, 0
-    if cfg.fields:  # first: a wrong folder is an error that should come at once
-        reader = predictor.Reader(predictor.exported(cfg.init_from)) if cfg.init_from else None
-        fields, skipped = training.fields(cfg.fields, reader)
-        if not len(fields):
-            raise MnistCnnError(f"none of the fields in {cfg.fields} could be boxed: see above")
+    fields, skipped = _users_fields(cfg)  # first: a wrong folder should be an error at once
     made = training.generate(cfg.pages, cfg.seed, "train", cfg.data_dir)
     held = training.generate(cfg.val_pages, cfg.seed + VAL_OFFSET, "held_out", cfg.data_dir)
     model = models.load(cfg.init_from) if cfg.init_from else models.build(READER, cfg.precision)
@@ -126,16 +121,7 @@ def _train_reader(
     )
     model.compile(optimizer=fitting.make_optimizer(cfg, len(batches)), loss=network.loss)
     validation = training.Batches(held, cfg.batch_size, cfg.seed) if len(held) else None
-    callbacks = [
-        fitting.EpochLog(run / runs.HISTORY),
-        fitting.DiskGuard(run, model),
-        keras.callbacks.BackupAndRestore(
-            str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
-        ),
-        training.EpochSync(batches),
-        # the network as it stands after each epoch, to read with while the run goes on
-        keras.callbacks.ModelCheckpoint(str(run / "checkpoint" / "last.keras")),
-    ]
+    callbacks = _reader_callbacks(run, model, batches)
     load_seconds = time.perf_counter() - started
     model.fit(
         batches,
@@ -160,6 +146,35 @@ def _train_reader(
         **environment(),
     }
     return runs.finish_reader(run, model, held, facts)
+
+
+def _users_fields(cfg: TrainConfig) -> tuple:
+    """The user's fields (--fields) as pages, boxed by their labels or by the reader being
+    fine-tuned, and how many were left out; (None, 0) without --fields."""
+    from mnist_cnn.reading import predictor, training
+
+    if not cfg.fields:
+        return None, 0
+    reader = predictor.Reader(predictor.exported(cfg.init_from)) if cfg.init_from else None
+    fields, skipped = training.fields(cfg.fields, reader)
+    if not len(fields):
+        raise MnistCnnError(f"none of the fields in {cfg.fields} could be boxed: see above")
+    return fields, skipped
+
+
+def _reader_callbacks(run: Path, model: keras.Model, batches) -> list:
+    from mnist_cnn.reading import training
+
+    return [
+        fitting.EpochLog(run / runs.HISTORY),
+        fitting.DiskGuard(run, model),
+        keras.callbacks.BackupAndRestore(
+            str(run / "checkpoint"), double_checkpoint=True, delete_checkpoint=False
+        ),
+        training.EpochSync(batches),
+        # the network as it stands after each epoch, to read with while the run goes on
+        keras.callbacks.ModelCheckpoint(str(run / "checkpoint" / "last.keras")),
+    ]
 
 
 def _train(
