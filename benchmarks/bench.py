@@ -30,6 +30,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # for helpers.py
+
 INFERENCE = (
     "batch_images_per_s",
     "keras_predict_default_batch_images_per_s",
@@ -47,6 +49,7 @@ def child(
     """Train one recipe with one seed and measure its inference; write result.json."""
     import keras
     import numpy as np
+    from helpers import predict_batched
 
     from mnist_cnn import data, engines, evaluate, export, models, train
 
@@ -98,9 +101,7 @@ def child(
                 lambda a: model.predict(a, verbose=0), x
             ),
             "single_latency_ms": _latency(lambda a: np.asarray(model(a, training=False)), x),
-            "onnx_batch_images_per_s": _throughput(
-                lambda a: engines.predict_batched(onnx_run, a), x
-            ),
+            "onnx_batch_images_per_s": _throughput(lambda a: predict_batched(onnx_run, a), x),
             "onnx_single_latency_ms": _latency(onnx_run, x),
         }
     result = {

@@ -21,16 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # for helpers.py
+
 BATCHES = (1, 32, 64)
 
 
 def measure(model: str | None, engine: str, threads: int, repeats: int) -> dict:
     """One engine at one thread count, in this process."""
+    from helpers import predict_batched
+
     from mnist_cnn import data, engines
 
     ds = data.load(val_size=0)
     classify = engines.classifier(model, engine, threads)
-    accuracy = float((engines.predict_batched(classify, ds.x_test).argmax(1) == ds.y_test).mean())
+    accuracy = float((predict_batched(classify, ds.x_test).argmax(1) == ds.y_test).mean())
     timings = {}
     for batch in BATCHES:
         x = ds.x_test[:batch]

@@ -21,19 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # for fashion.py
+
 GOALS = {"top1": 0.98, "worst_digit_top1": 0.95, "unsure": 0.03, "answered_accuracy": 0.995}
 
 
 def fashion_images(folder: str | None, count: int = 1000) -> np.ndarray:
-    """Fashion-MNIST test images from `folder`, else found as the package finds it."""
+    """Fashion-MNIST test images from `folder`, else found as MNIST is (tests/fashion.py)."""
     import os
+
+    from fashion import load_fashion
 
     from mnist_cnn import data
 
     if folder:
         os.environ["FASHION_MNIST_DATA_DIR"] = folder
     try:
-        return data.load_fashion("test", limit=count)[..., 0]
+        return load_fashion("test", limit=count)[..., 0]
     except data.DataError as err:
         sys.exit(f"other_writers: {err}")
 
@@ -79,7 +83,9 @@ def main() -> None:
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
     p.add_argument("--count", type=int, default=1000, help="digits per set (1000)")
     p.add_argument("--min-confidence", type=float, help="threshold (default: the package's)")
-    p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
+    p.add_argument(
+        "--fashion-dir", help="Fashion-MNIST (default: found as tests/fashion.py finds it)"
+    )
     p.add_argument(
         "--reader",
         action="store_true",

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # for fashion.py
+
 PAGE = (300, 260)
 
 
@@ -128,9 +130,13 @@ def main() -> None:
     p.add_argument("--model", help="a reader, or a classifier (default: the packaged reader)")
     p.add_argument("--count", type=int, default=2000, help="test digits per variant (2000)")
     p.add_argument("--numbers", type=int, default=200, help="4-digit numbers per spacing (200)")
-    p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
+    p.add_argument(
+        "--fashion-dir", help="Fashion-MNIST (default: found as tests/fashion.py finds it)"
+    )
     p.add_argument("--out", default="benchmarks/results/real-world.json")
     args = p.parse_args()
+
+    from fashion import load_fashion
 
     from mnist_cnn import data
     from mnist_cnn.reading import predictor
@@ -163,7 +169,7 @@ def main() -> None:
     if args.fashion_dir:
         os.environ["FASHION_MNIST_DATA_DIR"] = args.fashion_dir
     try:
-        fashion = data.load_fashion("test", limit=1000)[..., 0]
+        fashion = load_fashion("test", limit=1000)[..., 0]
     except data.DataError as err:
         sys.exit(f"real_world: {err}")
     rng = np.random.default_rng(2)

@@ -19,6 +19,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # for fashion.py
+
 GRID = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995]
 MIN_NON_DIGITS_UNSURE = 0.65  # of Fashion-MNIST training images
 VAL_SEED = 500_009  # synthetic validation digits: a seed of their own, apart from training's
@@ -30,10 +32,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help=".keras file or run folder (default: the packaged model)")
     p.add_argument("--engine", default="auto", choices=engines.ENGINES)
-    p.add_argument("--fashion-dir", help="Fashion-MNIST (default: found as data.fashion_dir does)")
+    p.add_argument(
+        "--fashion-dir", help="Fashion-MNIST (default: found as tests/fashion.py finds it)"
+    )
     p.add_argument("--plot", default="docs/unsure-threshold.png")
     p.add_argument("--out", default="benchmarks/results/unsure-threshold.json")
     args = p.parse_args()
+
+    from fashion import load_fashion
 
     from mnist_cnn import data, evaluate, synth
 
@@ -46,7 +52,7 @@ def main() -> None:
     if args.fashion_dir:
         os.environ["FASHION_MNIST_DATA_DIR"] = args.fashion_dir
     try:
-        fashion = data.load_fashion("train", limit=1000)
+        fashion = load_fashion("train", limit=1000)
     except data.DataError as err:
         sys.exit(f"unsure_threshold: {err}")
     probs = {

@@ -1,4 +1,5 @@
-"""Test helpers shared by several test modules: made-up images and probabilities."""
+"""Test helpers shared by several test modules (and benchmarks): made-up images and
+probabilities, and a model run over many images in batches."""
 
 import io
 import shutil
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from mnist_cnn.engines import Classifier
 
 
 def blobs(n: int = 32, seed: int = 0) -> np.ndarray:
@@ -163,3 +166,9 @@ def on_a_table(photo: bytes, rng: np.random.Generator) -> bytes:
     warp = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     out = cv2.warpPerspective(sheet, warp, big[::-1], borderValue=-1)
     return jpeg(np.where(out < 0, table, out))
+
+
+def predict_batched(run: Classifier, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Probabilities for all of `x`, `batch_size` images per call (float64, like evaluate's)."""
+    parts = [run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts).astype("float64")

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 import sys
 
+from fashion import fashion_dir
 from helpers import find_browser
 
-from mnist_cnn import data
 from mnist_cnn.errors import MnistCnnError
 
 
@@ -37,7 +37,7 @@ def browser() -> None:
 
 def fashion() -> None:
     try:
-        data.fashion_dir()
+        fashion_dir()
     except MnistCnnError as err:
         if not apt_get("dataset-fashion-mnist"):
             print(f"prepare: {err}")

@@ -67,36 +67,38 @@ def predict(port: int, timeout: float = 10) -> int:
         return 0
 
 
-def sigterm_under_load(server: subprocess.Popen, port: int, clients: int, seconds: float) -> dict:
-    """Clients on keep-alive connections, then SIGTERM. A request is lost when it was sent
-    before the signal, or on a connection the server had already accepted, and got no answer.
-    One sent after the signal on a new connection may meet a closed door: refused, or reset
-    from the kernel's queue of a listening socket that closed (`late`), as with any server
-    whose socket closes; it was never taken in, and a client retries it elsewhere."""
-    lost, late, answered, signalled = [], [], [], [float("inf")]
+def sigterm_under_load(
+    server: subprocess.Popen, port: int, clients: int, seconds: float, fresh: bool = False
+) -> dict:
+    """Clients sending JSON predicts, each on its keep-alive connection or (`fresh`) on a new
+    connection per request, then SIGTERM. A request is lost when it got no answer though the
+    kernel had taken its connection in: a reset, or a connection closed unanswered. One that
+    meets a socket no longer listening is refused, never taken in: that client stops."""
+    lost, answered, refused = [], [], [0]
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         while True:
-            fresh, started = conn.sock is None, time.monotonic()
             try:
                 conn.request("POST", "/api/predict", PIXELS, {"content-type": "application/json"})
                 response = conn.getresponse()
                 response.read()
                 answered.append(response.status)
-            except ConnectionRefusedError:  # not listening any more: nothing was sent
+            except ConnectionRefusedError:
+                refused[0] += 1
                 return
             except (OSError, http.client.HTTPException) as err:
-                (late if fresh and started > signalled[0] else lost).append(repr(err))
+                lost.append(repr(err))
+            if fresh or conn.sock is None:
                 conn.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
     time.sleep(seconds)
-    signalled[0] = time.monotonic()
+    signalled = time.monotonic()
     code = stop(server)
-    took = time.monotonic() - signalled[0]
+    took = time.monotonic() - signalled
     for t in threads:
         t.join(60)
     return {
@@ -104,7 +106,7 @@ def sigterm_under_load(server: subprocess.Popen, port: int, clients: int, second
         "not_200": sum(s != 200 for s in answered),
         "lost": len(lost),
         "lost_examples": sorted(set(lost))[:3],
-        "late_new_connections_reset": len(late),
+        "refused": refused[0],
         "exit_code": code,
         "stop_seconds": round(took, 2),
     }

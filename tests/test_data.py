@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import fashion
 import numpy as np
 import pytest
 
@@ -565,48 +566,48 @@ def test_load_synthetic(synthetic_dir: Path) -> None:
 
 @pytest.fixture
 def fashion_set(tmp_path, arrays, monkeypatch):
-    """Synthetic Fashion-MNIST files whose hashes data.FASHION_SHA256 expects, and no
+    """Synthetic Fashion-MNIST files whose hashes fashion.FASHION_SHA256 expects, and no
     system copy: (folder, hashes)."""
     folder = tmp_path / "fashion-src"
     hashes = write_set(folder, arrays)
     for base, digest in hashes.items():
-        monkeypatch.setitem(data.FASHION_SHA256, base, digest)
-    monkeypatch.setattr(data, "FASHION_SYSTEM", tmp_path / "no-system-copy")
+        monkeypatch.setitem(fashion.FASHION_SHA256, base, digest)
+    monkeypatch.setattr(fashion, "FASHION_SYSTEM", tmp_path / "no-system-copy")
     return folder, hashes
 
 
 def test_fashion_comes_from_the_env_the_cache_or_the_system_package(fashion_set, monkeypatch):
     folder, _ = fashion_set
     monkeypatch.setenv("FASHION_MNIST_DATA_DIR", str(folder))
-    assert data.fashion_dir() == folder
-    assert data.load_fashion("test").shape == (5, 28, 28, 1)
+    assert fashion.fashion_dir() == folder
+    assert fashion.load_fashion("test").shape == (5, 28, 28, 1)
     monkeypatch.delenv("FASHION_MNIST_DATA_DIR")
-    monkeypatch.setattr(data, "FASHION_SYSTEM", folder)  # as Debian's package puts it
-    assert data.fashion_dir() == folder
+    monkeypatch.setattr(fashion, "FASHION_SYSTEM", folder)  # as Debian's package puts it
+    assert fashion.fashion_dir() == folder
     cache = data.cache_dir().parent / "fashion-mnist"
     write_set(cache, synthetic_set(np.random.default_rng(1)))
-    assert data.fashion_dir() == cache  # the user's cache first
+    assert fashion.fashion_dir() == cache  # the user's cache first
 
 
 def test_fashion_downloads_checked_into_the_cache(fashion_set, serve, monkeypatch, capsys):
     folder, _ = fashion_set
     good = serve(folder)
     monkeypatch.setenv("FASHION_MNIST_MIRRORS", f"{dead_url()},{good.url}")
-    assert data.fashion_dir() == data.cache_dir().parent / "fashion-mnist"
-    assert data.load_fashion("train").shape == (12, 28, 28, 1)
+    assert fashion.fashion_dir() == data.cache_dir().parent / "fashion-mnist"
+    assert fashion.load_fashion("train").shape == (12, 28, 28, 1)
     assert len(good.requests) == 4 and "trying the next mirror" in capsys.readouterr().err
-    monkeypatch.setitem(data.FASHION_SHA256, "t10k-images-idx3-ubyte", "0" * 64)
+    monkeypatch.setitem(fashion.FASHION_SHA256, "t10k-images-idx3-ubyte", "0" * 64)
     (data.cache_dir().parent / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(data.DataError, match="dataset-fashion-mnist"):
-        data.fashion_dir()  # the mirror's copy is not what the hash says: nothing kept
+        fashion.fashion_dir()  # the mirror's copy is not what the hash says: nothing kept
 
 
 def test_fashion_that_cannot_be_had_says_how_to_get_it(fashion_set, tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match="FASHION_MNIST_DATA_DIR"):
-        data.fashion_dir(download_if_missing=False)
+        fashion.fashion_dir(download_if_missing=False)
     monkeypatch.setenv("FASHION_MNIST_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(data.DataError, match="lacks"):
-        data.fashion_dir()
+        fashion.fashion_dir()
 
 
 # ---------------------------------------------------------------- real MNIST

@@ -55,3 +55,32 @@ LINKS = [
 def test_every_relative_link_resolves(page, target):
     path = target.split("#")[0]
     assert (page.parent / path).exists(), f"{page.name} links to {target}, which is not there"
+
+
+TEXT = {page: page.read_text() for page in PAGES}
+SCRIPTS = sorted(
+    {
+        (page.name, match.group(1), match.group(2))
+        for page, text in TEXT.items()
+        for match in re.finditer(r"python (benchmarks/[a-z_]+\.py)([^`|\n#]*)", text)
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("page", "script", "args"), SCRIPTS, ids=[f"{p}: {s}" for p, s, _ in SCRIPTS]
+)
+def test_every_benchmark_shown_is_there_and_takes_its_flags(page, script, args):
+    source = ROOT / script
+    assert source.is_file(), f"{page} shows {script}, which is not there"
+    for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", args):
+        assert f'"{flag}"' in source.read_text(), f"{page}: {script} takes no {flag}"
+
+
+def test_every_make_target_shown_is_in_the_makefile():
+    makefile = (ROOT / "Makefile").read_text()
+    code = r"(?:`|^)make ([a-z][a-z-]*)"  # in `code` or at a shell line's start, not prose
+    shown = {t for text in TEXT.values() for t in re.findall(code, text, re.M)}
+    assert {"train", "test"} <= shown
+    missing = [t for t in shown if not re.search(rf"^{re.escape(t)}:", makefile, re.M)]
+    assert not missing, f"make targets shown but not in the Makefile: {missing}"

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import predict_batched
 
 from mnist_cnn import cli, data, engines
 from mnist_cnn.errors import MnistCnnError
@@ -13,10 +14,8 @@ def test_packaged_int8_model_answers_like_the_packaged_model(mnist_dir):
     """The shipped int8 ONNX (engine int8) is the packaged model: same answers, same accuracy."""
 
     ds = data.load(mnist_dir, val_size=0)
-    full = engines.predict_batched(engines.classifier(engine="keras"), ds.x_test).argmax(1)
-    int8 = engines.predict_batched(
-        engines.classifier(engine="onnx-int8", threads=1), ds.x_test
-    ).argmax(1)
+    full = predict_batched(engines.classifier(engine="keras"), ds.x_test).argmax(1)
+    int8 = predict_batched(engines.classifier(engine="onnx-int8", threads=1), ds.x_test).argmax(1)
     assert (full == int8).mean() >= 0.999
     assert (int8 == ds.y_test).mean() >= 0.995  # measured 99.57% (float: 99.59%), 2026-11-26
 

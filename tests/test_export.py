@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import predict_batched
 
 from mnist_cnn import cli, data, engines, evaluate, export, models
 from mnist_cnn.errors import MnistCnnError
@@ -20,7 +21,7 @@ def test_export_agrees_with_keras_on_the_full_test_set(fmt, reference, tmp_path,
     target = tmp_path / f"model{export.FORMATS[fmt]}"
     assert cli.main(["export", "--model", str(run_dir), "--format", fmt, "--out", str(target)]) == 0
     assert str(target) in capsys.readouterr().out
-    proba = engines.predict_batched(engines.load_exported(target), x)  # raw 0-255 pixels in
+    proba = predict_batched(engines.load_exported(target), x)  # raw 0-255 pixels in
     assert proba.shape == (10_000, 10)
     assert (proba.argmax(1) == keras_proba.argmax(1)).mean() >= 0.999
     assert np.abs(proba - keras_proba).max() < 1e-3
@@ -40,7 +41,7 @@ def test_int8_export_keeps_the_answers(reference, mnist_dir, tmp_path, capsys):
     int8 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(convs) == 2 and len(int8) >= 2  # both conv kernels stored as 8-bit integers
-    proba = engines.predict_batched(engines.load_exported(target), x)
+    proba = predict_batched(engines.load_exported(target), x)
     assert (proba.argmax(1) == keras_proba.argmax(1)).mean() >= 0.995
     assert np.allclose(proba.sum(1), 1, atol=1e-4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -100,5 +101,5 @@ def test_the_residual_net_exports_too(fmt, tmp_path):
     model = models.build("residual")
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype("float32")
     target = export.export(model, fmt, tmp_path / f"model{export.FORMATS[fmt]}")
-    proba = engines.predict_batched(engines.load_exported(target), x)
+    proba = predict_batched(engines.load_exported(target), x)
     assert np.abs(proba - evaluate.predict_proba(model, x)).max() < 1e-4

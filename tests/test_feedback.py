@@ -291,7 +291,7 @@ def test_finetuning_on_a_tiny_database_learns_and_writes_a_normal_run(
     history = json.loads((out / "history.json").read_text())
     assert history["loss"][-1] < 2.0
     config = json.loads((out / "config.json").read_text())  # a config run through train
-    assert config["model"] == "finetune" and config["steps_per_epoch"] == 40
+    assert config["recipe"] == "finetune" and config["steps_per_epoch"] == 40
     assert config["init_from"] == str(small_run[0].resolve()) and config["feedback_db"] == str(db)
     assert config["architecture"] == "classic" and len(metrics["held_out_ids"]) == 8
     for name in ("model.keras", "config.json", "curves.png", "confusion.png"):
@@ -341,3 +341,17 @@ def test_an_ensemble_like_the_packaged_model_fine_tunes_as_one_model(small_run, 
     assert len(result.history["loss"]) == 1 and result.metrics["corrections"] == 12
     names = [layer.name for layer in models.load(path).layers]  # both members, tuned as one
     assert [layer.name for layer in result.model.layers] == names
+
+
+def test_a_full_store_is_507_and_a_broken_one_503(small_run, tmp_path):
+    app = serve.create_app(small_run[0], feedback_db=tmp_path / "f.sqlite3")
+    body = {"pixels": [[0] * 28] * 28, "label": 1}
+    with TestClient(app) as c:
+        app.state.served.store.max_rows = 1
+        assert c.post("/api/feedback", json=body).status_code == 201
+        full = c.post("/api/feedback", json=body)
+        assert full.status_code == 507 and "export and clear" in full.json()["detail"]
+        app.state.served.store.path = tmp_path / "not-a-folder" / "f.sqlite3"  # unwritable
+        app.state.served.store.max_rows = 10
+        broken = c.post("/api/feedback", json=body)
+        assert broken.status_code == 503 and "cannot" in broken.json()["detail"], broken.text

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from fashion import load_fashion
 from helpers import place, row_of
 from PIL import Image
 
@@ -29,7 +30,7 @@ def test_rendered_digits_read_like_the_originals(small_run, test_digits, tmp_pat
         Image.fromarray(noisy.astype(np.uint8)).save(paths[-1], quality=90)
     reader = predictor.reader_for(small_run[0], min_confidence=0)
     results = predict.read_files(paths, reader)
-    read = np.array([r.answer.digit for r in results])
+    read = np.array([r.result.digit for r in results])
     # a briefly trained model (3,000 digits, 2 epochs) is unsure between two digits on a few
     # of them, so the re-rendered picture may tip it
     assert (read == raw).mean() >= 0.85
@@ -41,8 +42,8 @@ def test_every_format_reads(fmt, test_digits, tmp_path):
     x, _ = test_digits
     path = tmp_path / f"digit.{fmt.lower()}"
     Image.fromarray((255 - place(x[0], 4, 10, 10, False)).astype(np.uint8)).save(path, fmt)
-    (result,) = predict.read_files([path], predictor.Reader(min_confidence=0))
-    assert result.error is None and result.answer.digit is not None
+    (r,) = predict.read_files([path], predictor.Reader(min_confidence=0))
+    assert r.error is None and r.result.digit is not None
 
 
 def bad_files(tmp_path):
@@ -143,8 +144,8 @@ def test_onnx_model_reads_files_too(small_run, test_digits, tmp_path):
     Image.fromarray(x[3].astype(np.uint8)).resize((84, 84)).save(path)
     (a,) = predict.read_files([path], predictor.reader_for(onnx))
     (b,) = predict.read_files([path], predictor.reader_for(small_run[0]))
-    assert a.answer.digit == b.answer.digit
-    assert abs(a.answer.confidence - b.answer.confidence) < 1e-4
+    assert a.result.digit == b.result.digit
+    assert abs(a.result.confidence - b.result.confidence) < 1e-4
 
 
 def test_a_number_made_of_mnist_digits_reads_correctly(test_digits, tmp_path, capsys):
@@ -193,7 +194,7 @@ def test_the_packaged_model_reads_photos_with_no_model_given(test_digits, tmp_pa
 
 def test_non_digits_mostly_come_out_unsure_and_digits_do_not(test_digits):
     try:  # found as a user's machine finds it: env, cache, Debian's package, a download
-        clothes = data.load_fashion("test", limit=1000)
+        clothes = load_fashion("test", limit=1000)
     except data.DataError as err:
         pytest.fail(f"this test needs Fashion-MNIST: {err}", pytrace=False)
     classify = engines.classifier()  # the packaged model, at the default threshold

@@ -11,7 +11,7 @@ from mnist_cnn.errors import MnistCnnError
 
 def test_the_classic_recipe_is_trainconfigs_defaults():
     cfg = recipes.make_config("classic")
-    assert cfg == recipes.TrainConfig(model="classic")
+    assert cfg == recipes.TrainConfig(recipe="classic")
     assert (cfg.architecture, cfg.epochs, cfg.lr, cfg.shift) == ("classic", 8, 3e-3, 2.0)
 
 
@@ -19,7 +19,7 @@ def test_the_classic_recipe_is_trainconfigs_defaults():
 def test_every_recipe_is_a_valid_config_of_a_known_network(name):
     needed = {setting: "given" for setting in recipes.NEEDS.get(name, ())}  # e.g. a model
     cfg = recipes.make_config(name, **needed)
-    assert cfg.model == name and cfg.architecture in models.ARCHITECTURES
+    assert cfg.recipe == name and cfg.architecture in models.ARCHITECTURES
     assert set(recipes.RECIPES[name]) <= {f.name for f in dataclasses.fields(cfg)}
 
 
@@ -63,3 +63,10 @@ def test_old_names_get_one_clear_message():
         recipes.make_config("seed")
     with pytest.raises(MnistCnnError, match="now called 'classic'"):
         models.build("seed")
+
+
+def test_a_config_written_with_model_for_the_recipe_still_loads():
+    # runs before the setting was called "recipe" saved it as "model"
+    assert recipes.config_from({"model": "fast", "epochs": 2}).recipe == "fast"
+    with pytest.raises(MnistCnnError, match="replace its model 'seed' by 'classic'"):
+        recipes.config_from({"model": "seed"})

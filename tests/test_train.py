@@ -192,7 +192,7 @@ def test_fast_recipe_reaches_98_8_percent_on_real_mnist(mnist_dir, tmp_path):
 @pytest.mark.xdist_group("short-best-runs")  # with test_evaluate's ensemble, which uses them
 def test_a_short_best_run_learns(best_run):
     out, metrics = best_run
-    assert metrics["params"] == 299_402 and metrics["model"] == "best"
+    assert metrics["params"] == 299_402 and metrics["recipe"] == "best"
     assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "residual"
@@ -204,7 +204,7 @@ def test_a_short_best_run_learns(best_run):
 @pytest.mark.xdist_group("short-best-runs")
 def test_a_short_best_deep_run_learns(deep_run):
     out, metrics = deep_run
-    assert metrics["params"] == 326_826 and metrics["model"] == "best-deep"
+    assert metrics["params"] == 326_826 and metrics["recipe"] == "best-deep"
     assert metrics["test_accuracy"] > 0.9, metrics["test_accuracy"]  # 4,000 images, 2 epochs
     assert json.loads((out / "config.json").read_text())["architecture"] == "deep"
 

@@ -8,32 +8,22 @@ image as it is. Its draws come from a Keras SeedGenerator seeded by the run's se
 is part of the training checkpoint, so a run repeats and a resumed run goes on from there.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import fields, make_dataclass
 
 import keras
 import numpy as np
 from keras import ops
 
 from mnist_cnn.data import SIZE
+from mnist_cnn.recipes import AUGMENT
 
 CENTRE = (SIZE - 1) / 2  # the middle of the image, in pixel coordinates
 ELASTIC_SIGMA = 4.0  # pixels: how smooth the displacement field is (Simard et al.)
 SCAN_SIDES = (8, 16)  # a scanned digit's whole image is 8-16 px square before it is scaled up
 
 
-@dataclass(frozen=True)
-class Augment:
-    """How far each training image may move: plain values, saved in config.json."""
-
-    shift: float = 0.0  # pixels, each way
-    rotate: float = 0.0  # degrees, each way
-    zoom: float = 0.0  # fraction, each way, independently along x and y
-    shear: float = 0.0  # degrees, each way
-    elastic: float = 0.0  # elastic distortion strength (Simard et al. 2003: 34), 0 = off
-    thickness: float = 0.0  # chance of a stroke one pixel thicker or thinner (other pens)
-    blur: float = 0.0  # Gaussian blur, largest sigma in pixels (out-of-focus photos), half the time
-    noise: float = 0.0  # Gaussian noise, largest std (0-255 scale: paper, sensor), half the time
-    scan: float = 0.0  # chance of a low-resolution binarised scan, scaled back up (forms)
+class _Moves:
+    """What an Augment says as a whole: whether it moves, restyles, or does anything."""
 
     @property
     def warp(self) -> bool:
@@ -50,6 +40,14 @@ class Augment:
     def from_config(cls, cfg: object) -> "Augment":
         """The augmentation a training config (recipes.TrainConfig) asks for."""
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+
+# How far each training image may move and how its look may change: TrainConfig's settings
+# marked `augment` (their units and ranges are there), each 0 (off) unless given.
+Augment = make_dataclass(
+    "Augment", [(name, float, 0.0) for name in AUGMENT], bases=(_Moves,), frozen=True
+)
+Augment.__module__ = __name__  # (made, not written: pickle finds it here)
 
 
 def _gaussian_matrix(sigma: float) -> np.ndarray:

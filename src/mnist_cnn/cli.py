@@ -582,10 +582,10 @@ def as_csv(results: list) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for r in results:
-        if r.answer is None:
+        if r.result is None:
             print(f"mnist-cnn: {r.file}: {r.error}", file=sys.stderr)
             continue
-        for row in r.answer.table():
+        for row in r.result.table():
             writer.writerow([r.file, *row] if len(results) > 1 else row)
     return out.getvalue()
 
@@ -596,23 +596,23 @@ def as_table(results: list) -> str:
 
     lines = []
     for r in results:
-        if r.answer is None:
+        if r.result is None:
             lines.append(f"{r.file}: error: {r.error}")
-        elif isinstance(r.answer, Digit):
-            top = "  ".join(f"{d}:{p:.3f}" for d, p in r.answer.top3)
-            said = r.answer.digit if not r.answer.unsure else "unsure"
-            lines.append(f"{r.file}: {said}  (confidence {r.answer.confidence:.3f}; top 3 {top})")
-        elif isinstance(r.answer, Page):
-            lines.append(f"{r.file}: {len(r.answer.lines)} lines")
-            lines += ["    " + "    ".join(cells) for cells in r.answer.table()]
+        elif isinstance(r.result, Digit):
+            top = "  ".join(f"{d}:{p:.3f}" for d, p in r.result.top3)
+            said = r.result.digit if not r.result.unsure else "unsure"
+            lines.append(f"{r.file}: {said}  (confidence {r.result.confidence:.3f}; top 3 {top})")
+        elif isinstance(r.result, Page):
+            lines.append(f"{r.file}: {len(r.result.lines)} lines")
+            lines += ["    " + "    ".join(cells) for cells in r.result.table()]
         else:
-            confidences = " ".join(f"{d.confidence:.2f}" for d in r.answer.digits)
-            value = "" if r.answer.value is None else f"value {r.answer.value}; "
+            confidences = " ".join(f"{d.confidence:.2f}" for d in r.result.digits)
+            value = "" if r.result.value is None else f"value {r.result.value}; "
             names = {".": "point", ",": "comma", "-": "minus"}
-            sure = "".join(f"; {names[m.kind]} {m.confidence:.2f}" for m in r.answer.marks)
+            sure = "".join(f"; {names[m.kind]} {m.confidence:.2f}" for m in r.result.marks)
             said = f"{value}per-digit confidence {confidences}{sure}"
-            lines.append(f"{r.file}: {r.answer.text}  ({said})")
-        if r.answer is not None and r.error:
+            lines.append(f"{r.file}: {r.result.text}  ({said})")
+        if r.result is not None and r.error:
             lines.append(f"{r.file}: error: {r.error}")
     return "\n".join(lines)
 

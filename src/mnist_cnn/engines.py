@@ -147,9 +147,3 @@ def _saved_model(path: Path) -> Classifier:
         return loaded.serve(tf.constant(np.asarray(x, "float32"))).numpy()
 
     return run
-
-
-def predict_batched(run: Classifier, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Probabilities for all of `x`, `batch_size` images per call (float64, like evaluate's)."""
-    parts = [run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts).astype("float64")

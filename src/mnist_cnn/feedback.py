@@ -49,6 +49,10 @@ class RateLimited(FeedbackError):
     """A sender past its corrections a minute."""
 
 
+class StoreFull(FeedbackError):
+    """No room for another correction: the database at its `max_rows`, or its disk full."""
+
+
 def default_path() -> Path:
     """$XDG_DATA_HOME/mnist-cnn/feedback.sqlite3, or ~/.local/share/mnist-cnn/feedback.sqlite3."""
     xdg = os.environ.get("XDG_DATA_HOME", "")
@@ -119,7 +123,7 @@ class FeedbackStore:
                 db.execute("BEGIN IMMEDIATE")  # the count and the insert, as one
                 (count,) = db.execute("SELECT count(*) FROM corrections").fetchone()
                 if count >= self.max_rows:
-                    raise FeedbackError(
+                    raise StoreFull(
                         f"{self.path} is full ({count:,} corrections): export and clear it"
                     )
                 if sender is not None and per_minute:
@@ -132,6 +136,8 @@ class FeedbackStore:
                 )
                 return int(cursor.lastrowid)
         except sqlite3.Error as err:
+            if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise StoreFull(f"cannot write to {self.path}: {err}") from None
             raise FeedbackError(f"cannot write to {self.path}: {err}") from None
 
     @staticmethod

@@ -24,15 +24,15 @@ WHAT = ("digit", "number", "numbers")  # one digit a file, a number in a row, a 
 
 
 @dataclass(frozen=True)
-class FileAnswer:
-    """One file's answer in a batch: a Digit, Number or Page, or an error."""
+class FileResult:
+    """One file's result in a batch: a Digit, Number or Page, or an error."""
 
     file: str
-    answer: Digit | Number | Page | None = None
+    result: Digit | Number | Page | None = None
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        found = self.answer.to_json() if self.answer is not None else {}
+        found = self.result.to_json() if self.result is not None else {}
         return {"file": self.file, **found, "error": self.error}
 
 
@@ -41,7 +41,7 @@ def read_files(
     reader: Reader,
     what: str = "digit",
     show_input: str | Path | None = None,
-) -> list[FileAnswer]:
+) -> list[FileResult]:
     """Each file read as `what` (WHAT); a bad file gets its error and the rest go on.
 
     show_input: a folder for what the reader saw: STEM-boxes.png (the picture with the boxes
@@ -58,7 +58,7 @@ def read_files(
             gray = read_image(path)
             found = read(gray, inputs=folder is not None)
         except Exception as err:  # one file's failure never costs the batch
-            results.append(FileAnswer(str(path), error=_reason(err)))
+            results.append(FileResult(str(path), error=_reason(err)))
             continue
         error = None
         if folder is not None:
@@ -67,7 +67,7 @@ def read_files(
                 show(folder, name, gray, found)
             except Exception as err:
                 error = f"read, but what it saw could not be saved: {_reason(err)}"
-        results.append(FileAnswer(str(path), found, error))
+        results.append(FileResult(str(path), found, error))
     return results
 
 

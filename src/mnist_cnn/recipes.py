@@ -28,12 +28,15 @@ def setting(
     high: float | None = None,
     choices: tuple | None = None,
     flag: bool = True,
+    augment: bool = False,
 ) -> Any:
     """A TrainConfig field: default, help text, and the range [low, high) or choices it takes.
 
-    flag=False: set by recipes only, not on the command line.
+    flag=False: set by recipes only, not on the command line. augment=True: one of the moves
+    and looks of training-time augmentation (`augment.Augment` is made of these, 0 = off).
     """
     meta = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag}
+    meta["augment"] = augment
     return field(default=default, metadata=meta)
 
 
@@ -41,7 +44,7 @@ def setting(
 class TrainConfig:
     """Everything that decides a run; saved as config.json so the run can be repeated."""
 
-    model: str = setting("classic", "recipe", flag=False)
+    recipe: str = setting("classic", "recipe", flag=False)
     architecture: str = setting("classic", "network (models.ARCHITECTURES)", flag=False)
     epochs: int = setting(8, "epochs", low=1)
     batch_size: int = setting(128, "batch size", low=1)
@@ -52,15 +55,19 @@ class TrainConfig:
     weight_decay: float = setting(5e-4, "AdamW's weight decay", low=0)
     schedule: str = setting("cosine", "learning-rate schedule", choices=SCHEDULES)
     warmup: float = setting(0.1, "share of the steps spent warming up", low=0, high=1)
-    shift: float = setting(2.0, "random shift, pixels (0: off)", low=0, high=14)
-    rotate: float = setting(0.0, "random rotation, degrees", low=0, high=180)
-    zoom: float = setting(0.0, "random zoom, fraction (0.1: ±10%%)", low=0, high=1)
-    shear: float = setting(0.0, "random shear, degrees", low=0, high=60)
-    elastic: float = setting(0.0, "elastic distortion strength (e.g. 34)", low=0)
-    thickness: float = setting(0.0, "chance of a bolder or finer pen", low=0, high=1.01)
-    blur: float = setting(0.0, "largest random blur sigma, pixels", low=0)
-    noise: float = setting(0.0, "largest random noise std (0-255)", low=0)
-    scan: float = setting(0.0, "chance of a binarised low-resolution scan", low=0, high=1.01)
+    shift: float = setting(2.0, "random shift, pixels (0: off)", low=0, high=14, augment=True)
+    rotate: float = setting(0.0, "random rotation, degrees", low=0, high=180, augment=True)
+    zoom: float = setting(0.0, "random zoom, fraction (0.1: ±10%%)", low=0, high=1, augment=True)
+    shear: float = setting(0.0, "random shear, degrees", low=0, high=60, augment=True)
+    elastic: float = setting(0.0, "elastic distortion strength (e.g. 34)", low=0, augment=True)
+    thickness: float = setting(
+        0.0, "chance of a bolder or finer pen", low=0, high=1.01, augment=True
+    )
+    blur: float = setting(0.0, "largest random blur sigma, pixels", low=0, augment=True)
+    noise: float = setting(0.0, "largest random noise std (0-255)", low=0, augment=True)
+    scan: float = setting(
+        0.0, "chance of a binarised low-resolution scan", low=0, high=1.01, augment=True
+    )
     synthetic: float = setting(
         0.0, "share of each batch drawn from synthetic digits of other writers", low=0, high=0.9
     )
@@ -291,34 +298,40 @@ def _renamed(name: str) -> MnistCnnError:
     )
 
 
-def make_config(model: str = "classic", **overrides: Any) -> TrainConfig:
+AUGMENT = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["augment"])
+
+
+def make_config(recipe: str = "classic", **overrides: Any) -> TrainConfig:
     """A recipe's values, with any override that is not None taking precedence."""
-    if model in RENAMED:
-        raise _renamed(model)
-    if model not in RECIPES:
-        raise MnistCnnError(f"unknown recipe {model!r}: choose one of {', '.join(RECIPES)}")
-    values = {**RECIPES[model], **{k: v for k, v in overrides.items() if v is not None}}
-    missing = [name for name in NEEDS.get(model, ()) if not values.get(name)]
+    if recipe in RENAMED:
+        raise _renamed(recipe)
+    if recipe not in RECIPES:
+        raise MnistCnnError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    missing = [name for name in NEEDS.get(recipe, ()) if not values.get(name)]
     if missing:
         flags = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
         hint = {"finetune": "mnist-cnn finetune", "fields": "mnist-cnn finetune --fields DIR"}
-        also = f" (or run `{hint[model]}`)" if model in hint else ""
-        raise MnistCnnError(f"the {model} recipe needs {flags}{also}")
-    return TrainConfig(model=model, **values)
+        also = f" (or run `{hint[recipe]}`)" if recipe in hint else ""
+        raise MnistCnnError(f"the {recipe} recipe needs {flags}{also}")
+    return TrainConfig(recipe=recipe, **values)
 
 
 def config_from(values: Any, where: str = "config.json") -> TrainConfig:
     """A TrainConfig from a run's saved values, with one clear error for anything wrong."""
     if not isinstance(values, dict):
         raise MnistCnnError(f"{where} does not hold a JSON object of settings")
+    named = {"recipe": "model" if "model" in values and "recipe" not in values else "recipe"}
+    if named["recipe"] == "model":  # written before the setting was called "recipe"
+        values = {("recipe" if k == "model" else k): v for k, v in values.items()}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise MnistCnnError(f"{where} has unknown settings: {', '.join(unknown)}")
-    for key in ("model", "architecture"):
+    for key in ("recipe", "architecture"):
         if values.get(key) in RENAMED:
             raise MnistCnnError(
                 f"{where} was written when {values[key]!r} was a name; replace its "
-                f"{key} {values[key]!r} by {RENAMED[values[key]]!r}"
+                f"{named.get(key, key)} {values[key]!r} by {RENAMED[values[key]]!r}"
             )
     return TrainConfig(**values)

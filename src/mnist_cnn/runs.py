@@ -121,7 +121,7 @@ def ensemble(
     """Average saved models into one run folder and score it and each member on the test
     set; returns the ensemble's metrics (members' too)."""
     members = [models.load(path) for path in paths]
-    config = {"model": "ensemble", "members": [_member(p) for p in paths]}  # before any writing
+    config = {"recipe": "ensemble", "members": [_member(p) for p in paths]}  # before any writing
     ds = data.load(data_dir, val_size=0, test_limit=test_limit)
     member_acc = [
         evaluate.score(evaluate.predict_proba(m, ds.x_test), ds.y_test)["test_accuracy"]
@@ -130,7 +130,7 @@ def ensemble(
     with claim(out, resumable=False) as run:
         artifacts.write_json(run / CONFIG, config)
         members_at = [m["path"] for m in config["members"]]  # their recipes: config.json
-        facts = {"model": "ensemble", "members": members_at, "member_test_accuracy": member_acc}
+        facts = {"recipe": "ensemble", "members": members_at, "member_test_accuracy": member_acc}
         return finish(run, models.ensemble(members), ds, facts).metrics
 
 

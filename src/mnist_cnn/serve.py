@@ -7,7 +7,6 @@ Bad input gets a JSON error with a 4xx status; a 500 means a bug.
 """
 
 import asyncio
-import copy
 import gc
 import hmac
 import json
@@ -24,16 +23,17 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from mnist_cnn import engines
+from mnist_cnn import schemas as api
 from mnist_cnn.data import NUM_CLASSES, SIZE
 from mnist_cnn.engines import Classifier
-from mnist_cnn.errors import ImageError
-from mnist_cnn.feedback import FeedbackError, FeedbackStore, RateLimited
+from mnist_cnn.errors import ImageError, MnistCnnError
+from mnist_cnn.feedback import FeedbackError, FeedbackStore, RateLimited, StoreFull
 from mnist_cnn.reading import predictor, results
 from mnist_cnn.reading.results import MIN_CONFIDENCE
 
@@ -49,15 +49,6 @@ log = logging.getLogger("mnist_cnn.serve")
 
 
 STATIC = resources.files("mnist_cnn") / "static"
-
-
-class Pixels(BaseModel):
-    """A digit already in MNIST form: 28 rows of 28 values, 0 (paper) to 255 (ink).
-
-    It documents the JSON body in /docs; requests are checked by `_pixels`, which is faster.
-    """
-
-    pixels: list[list[float]] = Field(min_length=SIZE, max_length=SIZE)
 
 
 class Batcher:
@@ -182,7 +173,8 @@ def model_info(model_path: str | Path, engine: str) -> dict[str, Any]:
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return {  # no server paths: a client has no business knowing them
-        "name": metrics.get("model", path.stem if path.is_file() else path.name),
+        "name": metrics.get("recipe")  # (runs before 2026-12-07 wrote it as "model")
+        or metrics.get("model", path.stem if path.is_file() else path.name),
         "engine": engine,
         "params": metrics.get("params"),
         "test_accuracy": metrics.get("test_accuracy"),
@@ -233,6 +225,7 @@ def create_app(
     if served.store is not None:  # (None: --no-feedback, and the routes are 404)
         app.include_router(feedback_routes)
     app.add_exception_handler(ImageError, image_error)
+    app.add_exception_handler(BodyError, body_error)
     app.add_exception_handler(ClientDisconnect, client_left)
     return app
 
@@ -279,8 +272,16 @@ async def off_the_loop(served: Served, work: Any, *args: Any) -> Any:
             raise ImageError(f"could not read this image ({type(err).__name__})") from None
 
 
+class BodyError(MnistCnnError):
+    """A body that is not what its content type says (JSON that is not JSON): 400."""
+
+
 async def image_error(request: Request, err: ImageError) -> JSONResponse:
-    return JSONResponse({"detail": str(err)}, status_code=400)
+    return JSONResponse({"detail": str(err), "problem": "image"}, status_code=400)
+
+
+async def body_error(request: Request, err: BodyError) -> JSONResponse:
+    return JSONResponse({"detail": str(err), "problem": "body"}, status_code=400)
 
 
 async def client_left(request: Request, err: ClientDisconnect) -> Response:
@@ -288,41 +289,6 @@ async def client_left(request: Request, err: ClientDisconnect) -> Response:
     return Response(status_code=499)  # nobody is listening; nginx's code for this
 
 
-# The request bodies /docs shows (the routes read their bodies themselves, for speed and for
-# the limits: FastAPI would otherwise parse them first).
-_IMAGE = {
-    "multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "properties": {"file": {"type": "string", "format": "binary"}},
-            "required": ["file"],
-        }
-    },
-    "image/*": {"schema": {"type": "string", "format": "binary"}},
-}
-_CORRECTION = {
-    "type": "object",
-    "properties": {
-        "pixels": Pixels.model_json_schema()["properties"]["pixels"],
-        "label": {"type": "integer", "minimum": 0, "maximum": NUM_CLASSES - 1},
-        "predicted": {"type": ["integer", "null"]},
-    },
-    "required": ["pixels", "label"],
-}
-_MULTIPART_CORRECTION = copy.deepcopy(_IMAGE["multipart/form-data"])
-_MULTIPART_CORRECTION["schema"]["properties"]["label"] = {"type": "integer"}
-
-
-def _body(**content: dict) -> dict:
-    return {"requestBody": {"required": True, "content": content}}
-
-
-IMAGE_BODY = _body(**_IMAGE)
-PIXELS_BODY = _body(**_IMAGE, **{"application/json": {"schema": Pixels.model_json_schema()}})
-FEEDBACK_BODY = _body(
-    **{"multipart/form-data": _MULTIPART_CORRECTION, "image/*": _IMAGE["image/*"]},
-    **{"application/json": {"schema": _CORRECTION}},
-)
 routes = APIRouter()
 feedback_routes = APIRouter()
 
@@ -332,13 +298,17 @@ async def page() -> FileResponse:
     return FileResponse(str(STATIC / "index.html"))
 
 
-@routes.get("/healthz")
+@routes.get("/healthz", response_model=api.Status)
 async def healthz() -> dict[str, str]:
     """The process lives (for a liveness probe: it answers while the model is busy)."""
     return {"status": "ok"}
 
 
-@routes.get("/readyz")
+@routes.get(
+    "/readyz",
+    response_model=api.Status,
+    responses={503: {"model": api.Status, "description": "the model is busy (Retry-After)"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """The model is loaded and answering: a blank digit goes through the batches in time (for
     a readiness probe or a load balancer's health check)."""
@@ -350,13 +320,18 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@routes.get("/api/model")
+@routes.get("/api/model", response_model=api.Model)
 async def model_route(request: Request) -> dict[str, Any]:
     """The model being served: name, parameters, test accuracy, engine, unsure threshold."""
     return _served(request).info
 
 
-@routes.post("/api/predict", openapi_extra=PIXELS_BODY, response_model=results.Digit)
+@routes.post(
+    "/api/predict",
+    openapi_extra=api.PIXELS_BODY,
+    response_model=api.Digit,
+    responses=api.errors(*api.READING),
+)
 async def predict_route(request: Request) -> Response:
     """One digit: an image (multipart field `file`, or the body as image/*), or JSON pixels.
 
@@ -377,7 +352,12 @@ async def predict_route(request: Request) -> Response:
     return Response(orjson.dumps(answer.to_json()), media_type="application/json")
 
 
-@routes.post("/api/read-number", openapi_extra=IMAGE_BODY, response_model=results.Number)
+@routes.post(
+    "/api/read-number",
+    openapi_extra=api.IMAGE_BODY,
+    response_model=api.Number,
+    responses=api.errors(*api.READING),
+)
 async def read_number_route(request: Request, decimal_comma: bool | None = None) -> Response:
     """A number written in a row (multipart field `file`, or the body as image/*): its text
     and value, each digit (with its box and 28x28) and each mark. `decimal_comma`: a comma is
@@ -390,7 +370,12 @@ async def read_number_route(request: Request, decimal_comma: bool | None = None)
     return Response(orjson.dumps(number.to_json()), media_type="application/json")
 
 
-@routes.post("/api/read-numbers", openapi_extra=IMAGE_BODY, response_model=results.Page)
+@routes.post(
+    "/api/read-numbers",
+    openapi_extra=api.IMAGE_BODY,
+    response_model=api.Page,
+    responses=api.errors(*api.READING),
+)
 async def read_numbers_route(request: Request, decimal_comma: bool | None = None) -> Response:
     """Every number on a page (multipart field `file`, or the body as image/*): lines of
     numbers, top to bottom, each as /api/read-number answers, and `table`, the rows of text
@@ -402,7 +387,13 @@ async def read_numbers_route(request: Request, decimal_comma: bool | None = None
     return Response(orjson.dumps(page.to_json()), media_type="application/json")
 
 
-@feedback_routes.post("/api/feedback", status_code=201, openapi_extra=FEEDBACK_BODY)
+@feedback_routes.post(
+    "/api/feedback",
+    status_code=201,
+    openapi_extra=api.FEEDBACK_BODY,
+    response_model=api.Stored,
+    responses=api.errors(*api.READING, 401, 429, 507),
+)
 async def feedback_route(request: Request) -> dict[str, int]:
     """A correction: the digit the user really wrote. JSON {"pixels": 28x28, "label": 0-9,
     "predicted": 0-9 or null}, or multipart `file` (normalised like /api/predict) with `label`
@@ -420,12 +411,14 @@ async def feedback_route(request: Request) -> dict[str, int]:
         )
     except RateLimited as err:
         raise HTTPException(429, str(err), {"Retry-After": "60"}) from None
+    except StoreFull as err:
+        raise HTTPException(507, str(err)) from None
     except FeedbackError as err:
-        raise HTTPException(507 if "full" in str(err) else 503, str(err)) from None
+        raise HTTPException(503, str(err)) from None
     return {"id": found, "total": (await run_in_threadpool(store.stats))["total"]}
 
 
-@feedback_routes.get("/api/feedback/stats")
+@feedback_routes.get("/api/feedback/stats", response_model=api.Stats)
 async def feedback_stats(request: Request) -> dict[str, Any]:
     """How many corrections are stored: in all, per digit, where the model was wrong, and
     how many wait for review, were kept or dropped."""
@@ -444,7 +437,7 @@ async def _correction(request: Request, served: Served) -> tuple[np.ndarray, int
         return digit, label, _digit_field(doc.get("predicted"), "predicted", required=False)
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(415, "send JSON pixels and a label, or multipart file + label")
-    form = await request.form()
+    form = await _form(request)
     label = _digit_field(form.get("label"), "label", required=True)
     predicted = _digit_field(form.get("predicted"), "predicted", required=False)
     upload = form.get("file")
@@ -454,6 +447,16 @@ async def _correction(request: Request, served: Served) -> tuple[np.ndarray, int
     reader = _reader(served)
     digit = await off_the_loop(served, lambda: reader.read_digit(body, inputs=True))
     return np.asarray(digit.input, np.float32), label, predicted
+
+
+async def _form(request: Request) -> Any:
+    """The multipart form, or 400 (`problem` "body") when it is not one."""
+    try:
+        return await request.form()
+    except HTTPException:  # ours: the body's limits (LimitBody)
+        raise
+    except StarletteHTTPException as err:  # "Invalid multipart data.", a part too large
+        raise BodyError(f"{err.detail} Send multipart/form-data with a 'file' field.") from None
 
 
 def _check_token(request: Request, token: str | None) -> None:
@@ -482,7 +485,7 @@ def _through_batches(served: Served) -> Classifier:
 
 async def _image_bytes(request: Request, content_type: str) -> bytes:
     if content_type.startswith("multipart/form-data"):
-        form = await request.form()
+        form = await _form(request)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(422, "multipart body has no file field named 'file'")
@@ -508,7 +511,7 @@ def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        raise HTTPException(400, f"body is not valid JSON: {err}") from None
+        raise BodyError(f"body is not valid JSON: {err}") from None
 
 
 def _digit_field(value: Any, name: str, required: bool) -> int | None:
@@ -516,6 +519,8 @@ def _digit_field(value: Any, name: str, required: bool) -> int | None:
     if value is None and not required:
         return None
     if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():  # 9.0 is an integer to JSON Schema
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < NUM_CLASSES:
         raise HTTPException(422, f"{name}: expected a digit 0-{NUM_CLASSES - 1}")

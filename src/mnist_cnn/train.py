@@ -135,7 +135,7 @@ def _train_reader(
         model.set_weights([np.asarray(w) for w in trained.get_weights()])
     past = runs.history(run)
     facts = {
-        "model": cfg.model,
+        "recipe": cfg.recipe,
         "seed": cfg.seed,
         "epochs": len(past.get("loss", [])),
         "train_seconds": round(sum(past.get("epoch_seconds", [])), 3),
@@ -352,7 +352,7 @@ def _finish(
     past = runs.history(run)
     best = int(np.argmax(past["val_accuracy"])) + 1 if "val_accuracy" in past else None
     facts = {
-        "model": cfg.model,
+        "recipe": cfg.recipe,
         "seed": cfg.seed,
         "epochs": len(past["loss"]),
         "train_seconds": round(sum(past["epoch_seconds"]), 3),
