@@ -172,6 +172,8 @@ def test_the_api_stores_corrections_and_reports_stats(app_client, test_digits):
         ({"json": {"pixels": [[0] * 27] * 28, "label": 1}}, 422),
         ({"json": {"pixels": [[0] * 28] * 28, "label": 1, "predicted": 11}}, 422),
         ({"json": [1, 2, 3]}, 422),
+        ({"json": {"pixels": [[0] * 28] * 28, "label": "7"}}, 422),  # JSON: a number
+        ({"files": {"file": ("x.png", b"x", "image/png")}, "data": {"label": "²"}}, 422),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
         ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415),
         ({"files": {"file": ("x.png", b"not an image", "image/png")}, "data": {"label": "1"}}, 400),
@@ -355,3 +357,6 @@ def test_a_full_store_is_507_and_a_broken_one_503(small_run, tmp_path):
         app.state.served.store.max_rows = 10
         broken = c.post("/api/feedback", json=body)
         assert broken.status_code == 503 and "cannot" in broken.json()["detail"], broken.text
+        assert broken.headers["retry-after"] == "1"
+        stats = c.get("/api/feedback/stats")
+        assert stats.status_code == 503 and "cannot read" in stats.json()["detail"], stats.text

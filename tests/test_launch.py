@@ -4,8 +4,10 @@ The cases are those of benchmarks/serve_faults.py (from tests/serving.py), small
 goals asserted.
 """
 
+import asyncio
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -162,3 +164,33 @@ def test_a_worker_follows_its_parent(parent_alive):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (done.stdout.strip() == "lives") == parent_alive
     assert done.returncode == (0 if parent_alive else 1)
+
+
+def test_draining_takes_what_the_kernel_queued_and_lets_no_more_queue(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+    unix = socket.socket(socket.AF_UNIX)  # no queue to read: left alone, no error
+    unix.bind(str(tmp_path / "s"))
+    unix.listen(1)
+    taken = []
+
+    async def stop() -> None:
+        loop = asyncio.get_running_loop()
+        listener.setblocking(False)
+
+        async def accept() -> None:
+            while True:
+                taken.append((await loop.sock_accept(listener))[0])
+
+        accepting = asyncio.create_task(accept())
+        await launch.drain_queues([unix, listener], 2.0)
+        accepting.cancel()
+
+    asyncio.run(stop())
+    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    queued, backlog = struct.unpack_from("II", info, 24)
+    assert len(taken) == 3 and queued == 0 and backlog == 0
+    for s in [*clients, *taken, unix, listener]:
+        s.close()

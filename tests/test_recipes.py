@@ -70,3 +70,13 @@ def test_a_config_written_with_model_for_the_recipe_still_loads():
     assert recipes.config_from({"model": "fast", "epochs": 2}).recipe == "fast"
     with pytest.raises(MnistCnnError, match="replace its model 'seed' by 'classic'"):
         recipes.config_from({"model": "seed"})
+    with pytest.raises(MnistCnnError, match="as `recipe`"):
+        recipes.make_config(model="fast")
+
+
+@pytest.mark.parametrize("name", recipes.AUGMENT)
+def test_every_augment_setting_is_something_the_augmentation_does(name):
+    # Augment is made of TrainConfig's settings marked augment=True: one it ignored would be
+    # a flag that does nothing
+    aug = augment.Augment(**{name: 1.0})
+    assert aug and (aug.warp or aug.appearance)

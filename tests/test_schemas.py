@@ -58,4 +58,4 @@ def test_the_document_lists_each_routes_errors(api_schema):
     }
     feedback = doc["paths"]["/api/feedback"]["post"]["responses"]
     assert {"201", "401", "429", "507"} <= set(feedback)
-    assert doc["paths"]["/readyz"]["get"]["responses"].keys() == {"200", "503"}
+    assert doc["paths"]["/readyz"]["get"]["responses"].keys() == {"200", "413", "503"}

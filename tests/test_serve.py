@@ -96,6 +96,8 @@ def test_read_number(client, test_digits):
         ({"json": {"pixels": [[0] * 27] * 28}}, 422, "28 values"),
         ({"json": {"pixels": [[300] * 28] * 28}}, 422, "between 0 and 255"),
         ({"json": {"pixels": "seven"}}, 422, "pixels"),
+        ({"json": {"pixels": [["0"] * 28] * 28}}, 422, "pixels"),  # numbers, not their text
+        ({"content": b"x", "headers": {"content-type": "multipart/form-data"}}, 400, "multipart"),
         ({"json": [1, 2, 3]}, 422, "pixels"),
         ({"json": {"image": []}}, 422, "pixels"),
         ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "content type"),

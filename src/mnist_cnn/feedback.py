@@ -163,6 +163,12 @@ class FeedbackStore:
 
     def stats(self) -> dict:
         """How many corrections, per digit, and how many said the model was wrong."""
+        try:
+            return self._stats()
+        except sqlite3.Error as err:
+            raise FeedbackError(f"cannot read {self.path}: {err}") from None
+
+    def _stats(self) -> dict:
         with closing(self._connect()) as db:
             per = dict(db.execute("SELECT label, count(*) FROM corrections GROUP BY label"))
             wrong_sql = "SELECT count(*) FROM corrections WHERE predicted != label"  # NULL: no

@@ -125,10 +125,13 @@ def server_class() -> type:
 
     A connection the kernel has accepted waits in the listening socket's queue until the
     server takes it; closing the socket resets every one still there (3-17 of 3,500 requests,
-    with 20 clients each opening a connection per request). So on stopping, the queue may hold
-    at most one more (listen(0): the kernel drops further SYNs, and the client retries them
-    into a refusal once the socket is closed), and the server keeps taking connections, serving
-    each with `Connection: close`, until its queue is empty (at most QUEUE_DRAIN seconds)."""
+    with 20 clients each opening a connection per request). So on stopping, the backlog is set
+    to 0 (the kernel then queues at most one more and drops further SYNs, which the client
+    retries into a refusal once the socket is closed; kernels before the 2025 change that lets
+    a zero backlog take a connection answer them with SYN cookies and log "Possible SYN
+    flooding" once), and the server keeps taking connections, serving each with `Connection:
+    close`, until its queue is empty. What is still queued after QUEUE_DRAIN seconds is reset
+    when the socket closes."""
     import uvicorn
 
     class Draining(uvicorn.Server):
@@ -144,18 +147,24 @@ def server_class() -> type:
 async def drain_queues(listening: list, within: float, hurry: Any = lambda: False) -> None:
     """Take the connections waiting in `listening`'s queues, and let no more than one queue
     meanwhile, for up to `within` seconds or until `hurry()` (a second Ctrl+C); the event
-    loop's accepting goes on as before."""
+    loop's accepting goes on as before. Only Linux TCP sockets can be read so; where a socket
+    cannot (a Unix socket, no file descriptor left), the stop goes on as uvicorn's own."""
     import asyncio
 
-    if not hasattr(socket, "TCP_INFO"):  # not Linux: nothing to read the queue with
+    if sys.platform != "linux":  # tcp_info's layout, and the queue in it, are Linux's
         return
-    views = [socket.socket(fileno=os.dup(s.fileno())) for s in listening]
+    views: list[socket.socket] = []
     try:
+        for s in listening:
+            if s.family in (socket.AF_INET, socket.AF_INET6) and s.type == socket.SOCK_STREAM:
+                views.append(socket.socket(fileno=os.dup(s.fileno())))
         for view in views:
             view.listen(0)
         deadline = time.monotonic() + within
         while any(_queued(v) for v in views) and time.monotonic() < deadline and not hurry():
             await asyncio.sleep(0.005)
+    except OSError as err:
+        print(f"mnist-cnn: stopping without draining the queue: {err}", file=sys.stderr)
     finally:
         for view in views:
             view.close()  # a duplicate: the socket itself stays open

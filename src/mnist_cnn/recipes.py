@@ -303,6 +303,8 @@ AUGMENT = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["a
 
 def make_config(recipe: str = "classic", **overrides: Any) -> TrainConfig:
     """A recipe's values, with any override that is not None taking precedence."""
+    if "model" in overrides:  # the recipe's earlier name
+        raise MnistCnnError("make_config takes the recipe as `recipe` (it was `model`)")
     if recipe in RENAMED:
         raise _renamed(recipe)
     if recipe not in RECIPES:

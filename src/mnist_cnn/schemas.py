@@ -126,14 +126,16 @@ class ImageProblem(BaseModel):
 # ------------------------------------------------------------------ the routes' documents
 
 WHY = {
-    400: "the image cannot be read or holds no digit; or the body is not valid JSON",
+    400: "the image cannot be read or holds no digit (problem: image); or the body is not what "
+    "its content type says: JSON that is not JSON, a broken multipart form (problem: body)",
     401: "a correction without this server's token (Authorization: Bearer TOKEN)",
     408: "the body stalled (no data for 10 s)",
-    413: "the body is over 1 MiB",
+    413: "the body is over 1 MiB (declared or streamed)",
     415: "a content type the route does not take",
     422: "the JSON or the form is not what the route takes (detail says what)",
     429: "too many corrections from this client in a minute (Retry-After)",
-    503: "the server holds too many uploads, or its database is unavailable (Retry-After)",
+    503: "the server holds too many uploads, or its database is unavailable (Retry-After); "
+    "beyond 1,000 connections at once uvicorn answers 503 in plain text",
     507: "the corrections database is full: export and clear it",
 }
 

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import os
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -298,7 +299,7 @@ async def page() -> FileResponse:
     return FileResponse(str(STATIC / "index.html"))
 
 
-@routes.get("/healthz", response_model=api.Status)
+@routes.get("/healthz", response_model=api.Status, responses=api.errors(413))
 async def healthz() -> dict[str, str]:
     """The process lives (for a liveness probe: it answers while the model is busy)."""
     return {"status": "ok"}
@@ -307,7 +308,10 @@ async def healthz() -> dict[str, str]:
 @routes.get(
     "/readyz",
     response_model=api.Status,
-    responses={503: {"model": api.Status, "description": "the model is busy (Retry-After)"}},
+    responses={
+        **api.errors(413),
+        503: {"model": api.Status, "description": "the model is busy (Retry-After)"},
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     """The model is loaded and answering: a blank digit goes through the batches in time (for
@@ -320,7 +324,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@routes.get("/api/model", response_model=api.Model)
+@routes.get("/api/model", response_model=api.Model, responses=api.errors(413))
 async def model_route(request: Request) -> dict[str, Any]:
     """The model being served: name, parameters, test accuracy, engine, unsure threshold."""
     return _served(request).info
@@ -414,15 +418,20 @@ async def feedback_route(request: Request) -> dict[str, int]:
     except StoreFull as err:
         raise HTTPException(507, str(err)) from None
     except FeedbackError as err:
-        raise HTTPException(503, str(err)) from None
+        raise HTTPException(503, str(err), {"Retry-After": "1"}) from None
     return {"id": found, "total": (await run_in_threadpool(store.stats))["total"]}
 
 
-@feedback_routes.get("/api/feedback/stats", response_model=api.Stats)
+@feedback_routes.get(
+    "/api/feedback/stats", response_model=api.Stats, responses=api.errors(413, 503)
+)
 async def feedback_stats(request: Request) -> dict[str, Any]:
     """How many corrections are stored: in all, per digit, where the model was wrong, and
     how many wait for review, were kept or dropped."""
-    return await run_in_threadpool(_served(request).store.stats)
+    try:
+        return await run_in_threadpool(_served(request).store.stats)
+    except FeedbackError as err:
+        raise HTTPException(503, str(err), {"Retry-After": "1"}) from None
 
 
 async def _correction(request: Request, served: Served) -> tuple[np.ndarray, int, int | None]:
@@ -438,8 +447,8 @@ async def _correction(request: Request, served: Served) -> tuple[np.ndarray, int
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(415, "send JSON pixels and a label, or multipart file + label")
     form = await _form(request)
-    label = _digit_field(form.get("label"), "label", required=True)
-    predicted = _digit_field(form.get("predicted"), "predicted", required=False)
+    label = _digit_field(form.get("label"), "label", required=True, text=True)
+    predicted = _digit_field(form.get("predicted"), "predicted", required=False, text=True)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise HTTPException(422, "multipart body has no file field named 'file'")
@@ -514,13 +523,14 @@ def _json(body: bytes) -> Any:
         raise BodyError(f"body is not valid JSON: {err}") from None
 
 
-def _digit_field(value: Any, name: str, required: bool) -> int | None:
-    """A label field: an integer 0-9 (as JSON or as a form's text), else 422."""
+def _digit_field(value: Any, name: str, required: bool, text: bool = False) -> int | None:
+    """A label field: an integer 0-9 (9.0 too: an integer to JSON Schema; `text`: a form's
+    "9"), else 422."""
     if value is None and not required:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if text and isinstance(value, str) and re.fullmatch(r"\s*[0-9]\s*", value):
         value = int(value)
-    if isinstance(value, float) and value.is_integer():  # 9.0 is an integer to JSON Schema
+    if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < NUM_CLASSES:
         raise HTTPException(422, f"{name}: expected a digit 0-{NUM_CLASSES - 1}")
@@ -529,8 +539,10 @@ def _digit_field(value: Any, name: str, required: bool) -> int | None:
 
 def _pixel_rows(rows: Any) -> np.ndarray:
     try:
-        x = np.array(rows, dtype=np.float32) if isinstance(rows, list) else None
-    except (ValueError, TypeError):  # ragged rows, or values that are not numbers
+        x = np.array(rows) if isinstance(rows, list) else None
+    except (ValueError, TypeError):  # ragged rows
+        x = None
+    if x is not None and x.dtype.kind not in "iuf":  # strings, true/false, objects
         x = None
     if x is None or x.ndim != 2 or len(x) != SIZE:
         raise HTTPException(
@@ -540,4 +552,4 @@ def _pixel_rows(rows: Any) -> np.ndarray:
         raise HTTPException(422, f"pixels: each of the {SIZE} rows must hold {SIZE} values")
     if not 0 <= x.min() <= x.max() <= 255:  # (orjson takes no NaN or Infinity)
         raise HTTPException(422, "pixels: values must lie between 0 and 255")
-    return x
+    return x.astype(np.float32)
