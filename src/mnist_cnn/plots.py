@@ -32,7 +32,10 @@ def curves(history: dict[str, list[float]]) -> Figure:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
+        else:  # a reader's run: its loss only (its scores are in metrics.json)
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", transform=ax.transAxes)
     if "accuracy" in history or "val_accuracy" in history:
         axes[1].set_ylim(top=1.0)
     fig.tight_layout()
