@@ -89,8 +89,9 @@ def sigterm_under_load(
                 return
             except (OSError, http.client.HTTPException) as err:
                 lost.append(repr(err))
-            if fresh or conn.sock is None:
-                conn.close()
+                conn.close()  # the next request opens a new connection
+            if fresh:
+                conn.close()  # (a keep-alive one the server closed reopens by itself)
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     for t in threads:

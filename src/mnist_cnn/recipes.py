@@ -323,8 +323,8 @@ def config_from(values: Any, where: str = "config.json") -> TrainConfig:
     """A TrainConfig from a run's saved values, with one clear error for anything wrong."""
     if not isinstance(values, dict):
         raise MnistCnnError(f"{where} does not hold a JSON object of settings")
-    named = {"recipe": "model" if "model" in values and "recipe" not in values else "recipe"}
-    if named["recipe"] == "model":  # written before the setting was called "recipe"
+    legacy = "model" in values and "recipe" not in values  # saved before it was "recipe"
+    if legacy:
         values = {("recipe" if k == "model" else k): v for k, v in values.items()}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
@@ -334,6 +334,7 @@ def config_from(values: Any, where: str = "config.json") -> TrainConfig:
         if values.get(key) in RENAMED:
             raise MnistCnnError(
                 f"{where} was written when {values[key]!r} was a name; replace its "
-                f"{named.get(key, key)} {values[key]!r} by {RENAMED[values[key]]!r}"
+                f"{'model' if legacy and key == 'recipe' else key} {values[key]!r} by "
+                f"{RENAMED[values[key]]!r}"
             )
     return TrainConfig(**values)
