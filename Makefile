@@ -38,7 +38,9 @@ serve: $(VENV)/.installed-serve
 
 ## Retrain the packaged model: the `writers` recipe with seeds 0 and 1, averaged into one model
 ## (about 35 minutes on 2 cores), and put it in the package
-## with its int8 ONNX twin (what `--engine auto` runs).
+## with its int8 ONNX twin (what `--engine auto` runs). The packaged reader's pool with it
+## (default/pooling.json) was fit against the model before: fit it again (docs/log.md, "Each
+## digit read twice").
 PACKAGED_SEEDS ?= 0 1
 default-model: $(VENV)/.installed-dev
 	run=runs/packaged-$$(date +%Y%m%d-%H%M%S) && \
@@ -52,12 +54,13 @@ default-model: $(VENV)/.installed-dev
 
 ## Retrain the packaged reader: the `reader` recipe, seed 0 (about an hour on 2 cores; pages
 ## generated from MNIST and the synthetic writers, never real handwriting), and put it in the
-## package: its ONNX export (what reads), its Keras network (what `finetune --fields` starts
-## from), its config and metrics.
+## package: its ONNX export (what reads), its pool with the packaged classifier, its Keras
+## network (what `finetune --fields` starts from), its config and metrics.
 default-reader: $(VENV)/.installed-dev
 	run=runs/reader-$$(date +%Y%m%d-%H%M%S) && \
 	$(BIN)/mnist-cnn train --recipe reader --seed 0 --out $$run && \
 	cp $$run/reader.onnx src/mnist_cnn/default/reader.onnx && \
+	cp $$run/pooling.json src/mnist_cnn/default/pooling.json && \
 	cp $$run/model.keras src/mnist_cnn/default/reader.keras && \
 	cp $$run/config.json src/mnist_cnn/default/reader-config.json && \
 	cp $$run/metrics.json src/mnist_cnn/default/reader-metrics.json

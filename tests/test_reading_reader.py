@@ -53,11 +53,11 @@ def test_each_mark_is_read_where_it_is_written(reader, held_out, text):
 def test_touching_digits_are_read_one_by_one(reader, held_out):
     rng = np.random.default_rng(5)
     right = 0
-    for _ in range(6):
+    for _ in range(20):
         text = "".join(str(d) for d in rng.integers(0, 10, 4))
         got = reader.read_number(number_photo(text, held_out, rng, spacing=-0.1)).text
         right += digits_of(got) == text
-    assert right >= 3  # 3 of 6 on 2026-12-06: an unsure digit is the usual miss
+    assert right >= 10  # 12 of 20 on 2026-12-07: an unsure digit is the usual miss
 
 
 @pytest.mark.parametrize(("background", "least"), [("guilloche", 5), ("squared", 8)])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from mnist_cnn import cli, recipes, train
 from mnist_cnn.errors import ImageError, MnistCnnError
-from mnist_cnn.reading import pages, predictor, training
+from mnist_cnn.reading import pages, pooling, predictor, training
 
 TINY = {"pages": 64, "val_pages": 16, "epochs": 1, "batch_size": 16}
 pytestmark = pytest.mark.xdist_group("tiny_reader")  # one process trains it once
@@ -25,13 +25,17 @@ def tiny_reader(mnist_dir, tmp_path_factory):
 
 def test_a_reader_run_holds_its_network_export_and_scores(tiny_reader):
     run, result = tiny_reader
-    for name in ("model.keras", "reader.onnx", "config.json", "metrics.json", "history.json"):
+    names = ("model.keras", "reader.onnx", "config.json", "metrics.json", "history.json")
+    for name in (*names, "pooling.json"):
         assert (run / name).is_file(), name
     assert not (run / "checkpoint").exists()  # finished: nothing to resume
     m = result.metrics
     assert m["pages"] == 64 and m["epochs"] == 1 and m["params"] == 832_194
     assert set(m["held_out"]) == {"recall", "precision", "class_accuracy", "pages_exact"}
     assert m["calibration"]["temperature"] > 0
+    assert "pooling" in m  # its pool with the packaged classifier, which the reader takes
+    assert predictor.Reader(run).pool == pooling.beside(run / "reader.onnx")
+    assert predictor.Reader(run).pool is not None
     assert json.loads((run / "config.json").read_text())["architecture"] == "reader"
     assert predictor.is_reader(run) and predictor.is_reader(run / "reader.onnx")
     assert predictor.is_reader(run / "model.keras")
@@ -97,6 +101,9 @@ def test_a_reader_learns_a_users_fields(tiny_reader, mnist_dir, tmp_path):
     # another count of digits, are left out and counted
     assert m["fields"] + m["fields_left_out"] == 6 and m["fields"] >= 3
     assert predictor.is_reader(tmp_path / "mine")
+    # it reads with its network alone: the classifier never saw the writers it learnt
+    assert "pooling" not in m and not (tmp_path / "mine" / "pooling.json").exists()
+    assert predictor.Reader(tmp_path / "mine").pool is None
 
 
 def test_finetune_fields_errors_are_one_line(tmp_path, capsys):

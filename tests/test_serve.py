@@ -369,6 +369,17 @@ def test_read_number_with_marks_and_the_comma_choice(packaged, held_out):
     assert bad.status_code == 422
 
 
+def test_the_server_pools_each_digit_as_the_library_does(packaged, real_dir):
+    """A real drawing whose second digit the network alone is unsure of (0?876), and which the
+    network and the classifier pooled read whole (tests/test_reading_pooling.py)."""
+    from mnist_cnn.reading import predictor
+
+    path = real_dir / "drawn" / "mrsadeghi_09876.png"
+    files = {"file": (path.name, path.read_bytes(), "image/png")}
+    answer = packaged.post("/api/read-number", files=files).json()
+    assert answer["text"] == predictor.Reader().read_number(path).text == "09876"
+
+
 def test_read_numbers_gives_lines_and_a_table(packaged, held_out):
     # a photo the reader reads right (test_reading_reader measures how often): the route is
     # what is tested here

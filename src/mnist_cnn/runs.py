@@ -95,9 +95,10 @@ def finish(
 def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any]) -> Result:
     """The one way a reader's run ends: calibrated on the held-out pages, saved, exported to
     ONNX (what reads), loaded back from that export as users load it and scored on those
-    pages, with its curves."""
-    from mnist_cnn import export
-    from mnist_cnn.reading import predictor, training
+    pages, its pool with the packaged classifier fit on them (but for a user's fields), with
+    its curves."""
+    from mnist_cnn import engines, export
+    from mnist_cnn.reading import pooling, predictor, training
 
     calibration = training.calibrate(model, held) if len(held) else {}
     artifacts.write_with(run / MODEL, model.save)
@@ -105,9 +106,15 @@ def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any
     past = history(run)
     if past:
         plots.save(plots.curves(past), run / "curves.png")
-    scores = training.score(predictor.load(run), held) if len(held) else {}
+    cells = predictor.load(run)
+    scores = training.score(cells, held) if len(held) else {}
     metrics = {**facts, "params": int(model.count_params()), "calibration": calibration}
     metrics["held_out"] = scores
+    # each digit read by the network and the packaged classifier, pooled; not a reader that
+    # learnt a user's fields, whose writers the classifier never saw (docs/reading.md)
+    if len(held) and not facts.get("fields"):
+        pool, metrics["pooling"] = training.fit_pool(cells, engines.classifier(None), held)
+        pool.save(run / pooling.FILE)
     artifacts.write_json(run / METRICS, metrics)
     return Result(models.load(run / MODEL), past, metrics, run)
 

@@ -35,7 +35,7 @@ from mnist_cnn.data import NUM_CLASSES, SIZE
 from mnist_cnn.engines import Classifier
 from mnist_cnn.errors import ImageError, MnistCnnError
 from mnist_cnn.feedback import FeedbackError, FeedbackStore, RateLimited, StoreFull
-from mnist_cnn.reading import predictor, results
+from mnist_cnn.reading import pooling, predictor, results
 from mnist_cnn.reading.results import MIN_CONFIDENCE
 
 MAX_BODY = 1024 * 1024  # bytes: a larger request gets 413
@@ -89,13 +89,14 @@ class Batcher:
 class Served:
     """What the app serves and how, in `app.state.served`: the models' description, the
     classifier's batches (JSON pixels, and the digits a reader finds where a classifier reads
-    them), the reader's network, the image-work slots, and the corrections store (None: no
-    feedback routes)."""
+    them), the reader's network and its pool with the classifier, the image-work slots, and
+    the corrections store (None: no feedback routes)."""
 
     info: dict[str, Any]
     batcher: Batcher
     cells: Any
     reads_with_classifier: bool
+    pool: pooling.Pool | None
     min_confidence: float
     image_slots: asyncio.Semaphore
     store: FeedbackStore | None
@@ -208,6 +209,7 @@ def create_app(
         batcher=Batcher(engines.classifier(path, engine, threads)),
         cells=predictor.load(model if reader else None, threads),
         reads_with_classifier=not reader,
+        pool=pooling.beside(predictor.network_file(model)) if reader else None,
         min_confidence=MIN_CONFIDENCE if min_confidence is None else min_confidence,
         image_slots=asyncio.Semaphore(IMAGE_SLOTS),
         store=FeedbackStore(feedback_db) if feedback else None,
@@ -248,11 +250,12 @@ def _served(request: Request) -> Served:
 
 def _reader(served: Served, decimal_comma: bool | None = None) -> predictor.Reader:
     """The reader for one request: the served network, and, where a classifier reads the
-    digits, the classifier's batches."""
-    classify = _through_batches(served) if served.reads_with_classifier else None
+    digits (alone, or pooled with the network), the classifier's batches."""
+    classify = _through_batches(served) if served.reads_with_classifier or served.pool else None
     return predictor.Reader(
         cells=served.cells,
         classify=classify,
+        pool=served.pool or False,
         min_confidence=served.min_confidence,
         decimal_comma=decimal_comma,
     )

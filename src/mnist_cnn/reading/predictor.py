@@ -1,6 +1,6 @@
 """The reader: where the stages are composed, and the only place.
 
-    picture -> image.to_gray -> paper.prepare -> detector.find -> layout -> results
+    picture -> image.to_gray -> paper.prepare -> detector.find -> pooling -> layout -> results
 
 `Reader.read_digit`, `read_number` and `read_numbers` are what the CLI, the server and the
 benchmarks call. The network runs on ONNX Runtime (the packaged reader, or a run folder's
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mnist_cnn.errors import ImageError, MnistCnnError
-from mnist_cnn.reading import crops, detector, layout, paper, results
+from mnist_cnn.reading import crops, detector, layout, paper, pooling, results
 from mnist_cnn.reading.detector import CLASSES, DIGITS, Detection
 from mnist_cnn.reading.geometry import Box
 from mnist_cnn.reading.image import to_gray
@@ -48,12 +48,17 @@ def exported(model: str | Path) -> Path:
     return beside if beside.is_file() else path
 
 
+def network_file(model: str | Path | None = None) -> Path:
+    """The file of a reader's network: the packaged one's .onnx, a run folder's READER_FILE,
+    else `model` itself."""
+    path = Path(model) if model is not None else packaged()
+    return path / READER_FILE if path.is_dir() else path
+
+
 def load(model: str | Path | None = None, threads: int = 0) -> detector.Cells:
     """The network as a function from a page's raw pixels to its cells: an .onnx file (or a run
     folder holding READER_FILE) on ONNX Runtime, a .keras file on Keras."""
-    path = Path(model) if model is not None else packaged()
-    if path.is_dir():
-        path = path / READER_FILE
+    path = network_file(model)
     if not path.is_file():
         raise MnistCnnError(f"no reader at {path}: give an .onnx file or a reader's run folder")
     if path.suffix == ".keras":
@@ -108,7 +113,7 @@ def reader_for(model: str | Path | None = None, engine: str = "auto", **options:
         return Reader(model, **options)
     from mnist_cnn import engines
 
-    return Reader(None, classify=engines.classifier(model, engine), **options)
+    return Reader(None, classify=engines.classifier(model, engine), pool=False, **options)
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,12 @@ class Reader:
     `min_confidence`: a digit read with less probability is answered unsure (None).
     `decimal_comma`: whether a comma in a number is its decimal mark (see `layout.value`).
     `classify`: an MNIST classifier (28x28x1 raw pixels in, 10 probabilities out, as
-    `engines.classifier` makes one) that reads each digit the network found, from its 28x28.
+    `engines.classifier` makes one) that reads each digit the network found, from its 28x28
+    (None: the packaged one, where there is a pool).
+    `pool`: how the network's and the classifier's readings of a digit make one
+    (`pooling.Pool`); True: the reader's own (`pooling.FILE` beside its network, as the
+    packaged reader has), False: no pooling, the network reads alone (the classifier alone
+    where `classify` is given).
     """
 
     def __init__(
@@ -139,9 +149,17 @@ class Reader:
         threads: int = 0,
         cells: detector.Cells | None = None,
         classify: Callable[[np.ndarray], np.ndarray] | None = None,
+        pool: pooling.Pool | bool = True,
     ) -> None:
         self.cells = cells or load(model, threads)
         self.min_confidence, self.decimal_comma = min_confidence, decimal_comma
+        if pool is True:
+            pool = pooling.beside(network_file(model))
+        self.pool = pool or None
+        if self.pool is not None and classify is None:
+            from mnist_cnn import engines
+
+            classify = engines.classifier(None, threads=threads)
         self.classify = classify
 
     def see(self, image: "str | Path | bytes | np.ndarray") -> Seen:
@@ -187,13 +205,14 @@ class Reader:
     # -------------------------------------------------------------- the results
 
     def _digits(self, found: list[Detection], seen: Seen, inputs: bool) -> list[Digit]:
-        """Each found digit as read: by the network, or by `classify` from its 28x28."""
+        """Each found digit as read: by the network, by `classify` from its 28x28, or by
+        both, pooled."""
         wanted = inputs or self.classify is not None
         shapes = [crops.as_mnist(seen.paper.ink, d.box) if wanted else None for d in found]
+        probs = [d.probabilities[:DIGITS] for d in found]
         if self.classify is not None and found:
-            probs = self.classify(np.stack(shapes)[..., None])
-        else:
-            probs = [d.probabilities[:DIGITS] for d in found]
+            alone = self.classify(np.stack(shapes)[..., None])
+            probs = alone if self.pool is None else self.pool(np.stack(probs), alone)
         return [
             results.digit(
                 p, self.min_confidence, seen.paper.box_in_photo(d.box), s if inputs else None

@@ -7,6 +7,7 @@ the same seed gives the same pages whatever the number of processes.
 
 import json
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from mnist_cnn import data
 from mnist_cnn.errors import ImageError, MnistCnnError
-from mnist_cnn.reading import detector, pages
+from mnist_cnn.reading import crops, detector, pages, pooling
 from mnist_cnn.reading.detector import CLASSES
 from mnist_cnn.reading.geometry import Box
 
@@ -297,6 +298,49 @@ def calibrate(model: keras.Model, held: Pages, batch_size: int = 32) -> dict[str
         "temperature": round(temperature, 4),
         "ece_before": round(float(ece(p, y)), 4),
         "ece_after": round(float(ece(calibration.scaled(p, temperature), y)), 4),
+    }
+
+
+def fit_pool(
+    cells: detector.Cells, classify: Callable[[np.ndarray], np.ndarray], held: Pages
+) -> tuple[pooling.Pool, dict[str, float]]:
+    """The pool (`pooling.Pool`) of the network's and `classify`'s readings that fits the
+    held-out pages' digits best (least cross-entropy: right often, and as sure as right), and
+    how each reads those digits."""
+    from scipy.optimize import minimize
+
+    found, shapes, labels = [], [], []
+    for i in range(len(held)):
+        ink = held.images[i].astype(np.float32) / 255
+        truth = [(Box(*b), c) for b, c in zip(*held.labels(i), strict=True)]
+        for d in detector.cells_at(cells, ink, 1.0):
+            overlaps = [d.box.overlap(box) for box, _ in truth]
+            k = int(np.argmax(overlaps)) if overlaps else -1
+            if d.is_digit and k >= 0 and overlaps[k] >= MATCH and truth[k][1] < detector.DIGITS:
+                found.append(d.probabilities[: detector.DIGITS])
+                shapes.append(crops.as_mnist(ink, d.box))
+                labels.append(truth[k][1])
+    if not labels:
+        return pooling.Pool(1.0, 0.0), {}
+    net, alone, y = np.stack(found), np.asarray(classify(np.stack(shapes)[..., None])), labels
+
+    def nll(w: np.ndarray) -> float:
+        p = pooling.Pool(*map(float, w))(net, alone)[np.arange(len(y)), y]
+        return float(-np.mean(np.log(np.maximum(p, pooling.TINY))))
+
+    w = minimize(nll, [1.0, 1.0], method="Nelder-Mead").x.clip(0, 10)
+    pool = pooling.Pool(round(float(w[0]), 4), round(float(w[1]), 4))
+
+    def right(p: np.ndarray) -> float:
+        return round(float(np.mean(np.argmax(p, 1) == y)), 4)
+
+    return pool, {
+        "digits": len(y),
+        "network_right": right(net),
+        "classifier_right": right(alone),
+        "pooled_right": right(pool(net, alone)),
+        "nll_network": round(nll(np.array([1.0, 0.0])), 4),
+        "nll_pooled": round(nll(np.array([pool.network, pool.classifier])), 4),
     }
 
 
