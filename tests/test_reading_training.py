@@ -25,20 +25,48 @@ def tiny_reader(mnist_dir, tmp_path_factory):
 
 def test_a_reader_run_holds_its_network_export_and_scores(tiny_reader):
     run, result = tiny_reader
-    names = ("model.keras", "reader.onnx", "config.json", "metrics.json", "history.json")
-    for name in (*names, "pooling.json"):
+    for name in ("model.keras", "reader.onnx", "config.json", "metrics.json", "history.json"):
         assert (run / name).is_file(), name
     assert not (run / "checkpoint").exists()  # finished: nothing to resume
     m = result.metrics
     assert m["pages"] == 64 and m["epochs"] == 1 and m["params"] == 832_194
     assert set(m["held_out"]) == {"recall", "precision", "class_accuracy", "pages_exact"}
     assert m["calibration"]["temperature"] > 0
-    assert "pooling" in m  # its pool with the packaged classifier, which the reader takes
-    assert predictor.Reader(run).pool == pooling.beside(run / "reader.onnx")
-    assert predictor.Reader(run).pool is not None
+    # its pool is fit where it finds digits; briefly trained, it may find none, and pool none
+    assert (run / "pooling.json").is_file() == bool(m["pooling"])
     assert json.loads((run / "config.json").read_text())["architecture"] == "reader"
     assert predictor.is_reader(run) and predictor.is_reader(run / "reader.onnx")
     assert predictor.is_reader(run / "model.keras")
+
+
+def test_a_reader_s_run_ends_with_its_pool_but_a_fields_run_without(mnist_dir, tmp_path):
+    """`runs.finish_reader` on the packaged network (which finds digits): the pool it fits
+    with the packaged classifier is saved beside the export, and the reader takes it."""
+    from mnist_cnn import models, runs
+
+    held = training.generate(30, seed=7, split="held_out", data_dir=str(mnist_dir), processes=1)
+    for name, fields in (("reader", 0), ("fields", 6)):
+        run = tmp_path / name
+        run.mkdir()
+        model = models.load(predictor.packaged_network())
+        m = runs.finish_reader(run, model, held, {"recipe": name, "fields": fields}).metrics
+        (run / "config.json").write_text(json.dumps({"seed": 0, "val_pages": 20, "fields": fields}))
+        if fields:  # the classifier never saw the user's writers
+            assert "pooling" not in m and not (run / pooling.FILE).exists()
+            assert predictor.Reader(run).pool is None
+            with pytest.raises(MnistCnnError, match="reads with its network alone"):
+                train.pool_again(run, str(mnist_dir))
+            continue
+        pool = pooling.Pool(m["pooling"]["network"], m["pooling"]["classifier"])
+        assert m["pooling"]["digits"] > 50 and 0 < pool.classifier < pool.network
+        assert pooling.beside(run / predictor.READER_FILE) == predictor.Reader(run).pool == pool
+        # fit again (`make default-pool`, after the classifier is retrained): other pages here
+        again = train.pool_again(run, str(mnist_dir))
+        assert (
+            pooling.beside(run / predictor.READER_FILE)
+            == pooling.Pool(again["network"], again["classifier"])
+            != pool
+        )
 
 
 def test_a_reader_of_ones_own_reads_through_the_same_reader(tiny_reader):

@@ -114,7 +114,9 @@ def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any
     # learnt a user's fields, whose writers the classifier never saw (docs/reading.md)
     if len(held) and not facts.get("fields"):
         pool, metrics["pooling"] = training.fit_pool(cells, engines.classifier(None), held)
-        pool.save(run / pooling.FILE)
+        if pool is not None:
+            pool.save(run / pooling.FILE)
+            metrics["pooling"] |= vars(pool)
     artifacts.write_json(run / METRICS, metrics)
     return Result(models.load(run / MODEL), past, metrics, run)
 

@@ -209,7 +209,7 @@ def create_app(
         batcher=Batcher(engines.classifier(path, engine, threads)),
         cells=predictor.load(model if reader else None, threads),
         reads_with_classifier=not reader,
-        pool=pooling.beside(predictor.network_file(model)) if reader else None,
+        pool=pooling.beside(predictor.reader_path(model)) if reader else None,
         min_confidence=MIN_CONFIDENCE if min_confidence is None else min_confidence,
         image_slots=asyncio.Semaphore(IMAGE_SLOTS),
         store=FeedbackStore(feedback_db) if feedback else None,

@@ -148,6 +148,27 @@ def _train_reader(
     return runs.finish_reader(run, model, held, facts)
 
 
+def pool_again(reader: str | Path | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """Fit a reader's pool (reading/pooling.py) again, with the packaged classifier as it is
+    now, on the held-out pages its run scored itself on: after `make default-model` retrains
+    that classifier. `reader`: a run folder (None: the packaged reader)."""
+    from mnist_cnn import engines
+    from mnist_cnn.reading import pooling, predictor, training
+
+    path = predictor.reader_path(reader)
+    cfg = artifacts.read_json(
+        path.with_name("reader-config.json" if reader is None else "config.json")
+    )
+    if cfg.get("fields"):
+        raise MnistCnnError(f"{path} learnt a user's fields, and reads with its network alone")
+    held = training.generate(cfg["val_pages"], cfg["seed"] + VAL_OFFSET, "held_out", data_dir)
+    pool, facts = training.fit_pool(predictor.load(reader), engines.classifier(None), held)
+    if pool is None:
+        raise MnistCnnError(f"{path} finds no digit on its held-out pages: nothing to pool")
+    pool.save(path.with_name(pooling.FILE))
+    return {**facts, **vars(pool)}
+
+
 def _users_fields(cfg: TrainConfig) -> tuple:
     """The user's fields (--fields) as pages, boxed by their labels or by the reader being
     fine-tuned, and how many were left out; (None, 0) without --fields."""
@@ -155,7 +176,9 @@ def _users_fields(cfg: TrainConfig) -> tuple:
 
     if not cfg.fields:
         return None, 0
-    reader = predictor.Reader(predictor.exported(cfg.init_from)) if cfg.init_from else None
+    reader = (
+        predictor.Reader(predictor.exported(cfg.init_from), pool=False) if cfg.init_from else None
+    )
     fields, skipped = training.fields(cfg.fields, reader)
     if not len(fields):
         raise MnistCnnError(f"none of the fields in {cfg.fields} could be boxed: see above")

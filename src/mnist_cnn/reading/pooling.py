@@ -10,7 +10,6 @@ A reader's pool is saved beside its network as FILE; a reader without one reads 
 """
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from mnist_cnn import artifacts
 from mnist_cnn.errors import MnistCnnError
 
 FILE = "pooling.json"  # beside a reader's network: its run folder's, the package's
+MOST_WEIGHT = 10.0  # a weight beyond this is no fit but a damaged file
+MOST_BYTES = 4096  # a pooling file is two numbers: more is no pooling file
 TINY = 1e-12  # a probability no smaller than this: log(0) is not a number
 
 
@@ -38,6 +39,7 @@ class Pool:
         return e / e.sum(1, keepdims=True)
 
     def save(self, path: Path) -> None:
+        """Written whole or not at all, as every file of a run."""
         artifacts.write_json(path, {"network": self.network, "classifier": self.classifier})
 
 
@@ -50,16 +52,24 @@ def _log(p: np.ndarray) -> np.ndarray:
 def beside(network: Path) -> Pool | None:
     """The pool saved beside a reader's network file, or None where there is none."""
     path = network.with_name(FILE)
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return None
+    pool = None
     try:
-        raw = json.loads(path.read_text()) if path.stat().st_size < 4096 else None
-        pool = Pool(float(raw["network"]), float(raw["classifier"]))
-    except (OSError, ValueError, TypeError, KeyError):
+        if path.is_file():  # not a folder, a pipe or a device, whose reading may not end
+            with open(path, "rb") as f:
+                text = f.read(MOST_BYTES + 1)
+            raw = json.loads(text) if len(text) <= MOST_BYTES else {}
+            a, b = raw["network"], raw["classifier"]
+            if all(type(w) in (int, float) for w in (a, b)):  # not true, "1" or null
+                pool = Pool(float(a), float(b))
+    except (OSError, ValueError, TypeError, KeyError, RecursionError, OverflowError):
         pool = None
-    if pool is None or not all(math.isfinite(w) and 0 <= w <= 10 for w in vars(pool).values()):
+    if pool is None or not (
+        0 < pool.network <= MOST_WEIGHT and 0 <= pool.classifier <= MOST_WEIGHT
+    ):  # NaN fails both
         raise MnistCnnError(
             f'{path} is not a reader\'s pooling file ({{"network": A, "classifier": B}}, '
-            "each 0-10): remove it to read with the network alone"
+            f"A above 0, each at most {MOST_WEIGHT:g}): remove it to read with the network alone"
         )
     return pool

@@ -48,9 +48,9 @@ def exported(model: str | Path) -> Path:
     return beside if beside.is_file() else path
 
 
-def network_file(model: str | Path | None = None) -> Path:
-    """The file of a reader's network: the packaged one's .onnx, a run folder's READER_FILE,
-    else `model` itself."""
+def reader_path(model: str | Path | None = None) -> Path:
+    """The file a reader's network is loaded from: the packaged .onnx, a run folder's
+    READER_FILE, else `model` itself (an .onnx or .keras file)."""
     path = Path(model) if model is not None else packaged()
     return path / READER_FILE if path.is_dir() else path
 
@@ -58,7 +58,7 @@ def network_file(model: str | Path | None = None) -> Path:
 def load(model: str | Path | None = None, threads: int = 0) -> detector.Cells:
     """The network as a function from a page's raw pixels to its cells: an .onnx file (or a run
     folder holding READER_FILE) on ONNX Runtime, a .keras file on Keras."""
-    path = network_file(model)
+    path = reader_path(model)
     if not path.is_file():
         raise MnistCnnError(f"no reader at {path}: give an .onnx file or a reader's run folder")
     if path.suffix == ".keras":
@@ -129,16 +129,16 @@ class Seen:
 class Reader:
     """Reads digits and numbers from pictures: a path, a file's bytes, a PIL image or an array.
 
-    `model`: an .onnx file or a reader's run folder (None: the packaged reader).
+    `model`: an .onnx or .keras file or a reader's run folder (None: the packaged reader).
     `min_confidence`: a digit read with less probability is answered unsure (None).
     `decimal_comma`: whether a comma in a number is its decimal mark (see `layout.value`).
     `classify`: an MNIST classifier (28x28x1 raw pixels in, 10 probabilities out, as
-    `engines.classifier` makes one) that reads each digit the network found, from its 28x28
-    (None: the packaged one, where there is a pool).
+    `engines.classifier` makes one) that reads each digit the network found, from its 28x28:
+    alone, unless a `pool` is given (None: the packaged classifier, where the reader pools).
     `pool`: how the network's and the classifier's readings of a digit make one
-    (`pooling.Pool`); True: the reader's own (`pooling.FILE` beside its network, as the
-    packaged reader has), False: no pooling, the network reads alone (the classifier alone
-    where `classify` is given).
+    (`pooling.Pool`); True: the reader's own (`pooling.FILE` beside `model`'s network, as the
+    packaged reader has; none where `cells` or `classify` is given, whose pool `model`'s
+    file does not know), False: no pooling.
     """
 
     def __init__(
@@ -154,7 +154,8 @@ class Reader:
         self.cells = cells or load(model, threads)
         self.min_confidence, self.decimal_comma = min_confidence, decimal_comma
         if pool is True:
-            pool = pooling.beside(network_file(model))
+            mine = cells is None and classify is None
+            pool = pooling.beside(reader_path(model)) if mine else None
         self.pool = pool or None
         if self.pool is not None and classify is None:
             from mnist_cnn import engines

@@ -303,10 +303,10 @@ def calibrate(model: keras.Model, held: Pages, batch_size: int = 32) -> dict[str
 
 def fit_pool(
     cells: detector.Cells, classify: Callable[[np.ndarray], np.ndarray], held: Pages
-) -> tuple[pooling.Pool, dict[str, float]]:
+) -> tuple[pooling.Pool | None, dict[str, float]]:
     """The pool (`pooling.Pool`) of the network's and `classify`'s readings that fits the
     held-out pages' digits best (least cross-entropy: right often, and as sure as right), and
-    how each reads those digits."""
+    how each reads those digits (on the same pages); None where the network finds none."""
     from scipy.optimize import minimize
 
     found, shapes, labels = [], [], []
@@ -321,14 +321,15 @@ def fit_pool(
                 shapes.append(crops.as_mnist(ink, d.box))
                 labels.append(truth[k][1])
     if not labels:
-        return pooling.Pool(1.0, 0.0), {}
+        return None, {}
     net, alone, y = np.stack(found), np.asarray(classify(np.stack(shapes)[..., None])), labels
 
     def nll(w: np.ndarray) -> float:
         p = pooling.Pool(*map(float, w))(net, alone)[np.arange(len(y)), y]
         return float(-np.mean(np.log(np.maximum(p, pooling.TINY))))
 
-    w = minimize(nll, [1.0, 1.0], method="Nelder-Mead").x.clip(0, 10)
+    bounds = [(0.01, pooling.MOST_WEIGHT), (0.0, pooling.MOST_WEIGHT)]
+    w = minimize(nll, [1.0, 1.0], method="L-BFGS-B", bounds=bounds).x
     pool = pooling.Pool(round(float(w[0]), 4), round(float(w[1]), 4))
 
     def right(p: np.ndarray) -> float:
