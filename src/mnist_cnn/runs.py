@@ -97,8 +97,8 @@ def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any
     ONNX (what reads), loaded back from that export as users load it and scored on those
     pages, its pool with the packaged classifier fit on them (but for a user's fields), with
     its curves."""
-    from mnist_cnn import engines, export
-    from mnist_cnn.reading import pooling, predictor, training
+    from mnist_cnn import export
+    from mnist_cnn.reading import predictor, training
 
     calibration = training.calibrate(model, held) if len(held) else {}
     artifacts.write_with(run / MODEL, model.save)
@@ -113,10 +113,7 @@ def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any
     # each digit read by the network and the packaged classifier, pooled; not a reader that
     # learnt a user's fields, whose writers the classifier never saw (docs/reading.md)
     if len(held) and not facts.get("fields"):
-        pool, metrics["pooling"] = training.fit_pool(cells, engines.classifier(None), held)
-        if pool is not None:
-            pool.save(run / pooling.FILE)
-            metrics["pooling"] |= vars(pool)
+        metrics["pooling"] = training.save_pool(cells, held, run)
     artifacts.write_json(run / METRICS, metrics)
     return Result(models.load(run / MODEL), past, metrics, run)
 

@@ -152,8 +152,7 @@ def pool_again(reader: str | Path | None = None, data_dir: str | None = None) ->
     """Fit a reader's pool (reading/pooling.py) again, with the packaged classifier as it is
     now, on the held-out pages its run scored itself on: after `make default-model` retrains
     that classifier. `reader`: a run folder (None: the packaged reader)."""
-    from mnist_cnn import engines
-    from mnist_cnn.reading import pooling, predictor, training
+    from mnist_cnn.reading import predictor, training
 
     path = predictor.reader_path(reader)
     cfg = artifacts.read_json(
@@ -162,11 +161,10 @@ def pool_again(reader: str | Path | None = None, data_dir: str | None = None) ->
     if cfg.get("fields"):
         raise MnistCnnError(f"{path} learnt a user's fields, and reads with its network alone")
     held = training.generate(cfg["val_pages"], cfg["seed"] + VAL_OFFSET, "held_out", data_dir)
-    pool, facts = training.fit_pool(predictor.load(reader), engines.classifier(None), held)
-    if pool is None:
+    pooled = training.save_pool(predictor.load(reader), held, path.parent)
+    if not pooled:
         raise MnistCnnError(f"{path} finds no digit on its held-out pages: nothing to pool")
-    pool.save(path.with_name(pooling.FILE))
-    return {**facts, **vars(pool)}
+    return pooled
 
 
 def _users_fields(cfg: TrainConfig) -> tuple:

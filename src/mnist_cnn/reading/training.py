@@ -345,6 +345,19 @@ def fit_pool(
     }
 
 
+def save_pool(cells: detector.Cells, held: Pages, folder: Path) -> dict[str, float]:
+    """A reader's pool with the packaged classifier, fit on `held` and saved in `folder` as
+    pooling.FILE (a reader's run and `train.pool_again` alike); its figures and weights, or
+    {} (and no file) where the network finds no digit."""
+    from mnist_cnn import engines
+
+    pool, figures = fit_pool(cells, engines.classifier(None), held)
+    if pool is None:
+        return {}
+    pool.save(folder / pooling.FILE)
+    return {**figures, **vars(pool)}
+
+
 def score(cells: detector.Cells, made: Pages) -> dict[str, float]:
     """How the network reads pages it was not trained on: the share of digits and marks it
     finds (recall), of what it finds that is there (precision), of found digits it reads
