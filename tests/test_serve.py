@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from helpers import number_photo, page_photo, paper, png
 
 from mnist_cnn import data, engines, serve
-from mnist_cnn.reading import pages, predictor
+from mnist_cnn.reading import pages, pooling, predictor
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def test_health_and_model_info(client, small_run):
     assert info["params"] == metrics["params"] == 225_034
     assert info["test_accuracy"] == metrics["test_accuracy"]
     assert info["name"] == "classic" and info["engine"] == "keras" and info["min_confidence"] == 0.5
+    assert info["pictures"] == "classifier" and info["pool"] is None  # its own reads alone
 
 
 def test_pixels_give_the_same_answer_as_the_model(client, small_run, test_digits):
@@ -172,8 +173,20 @@ def test_default_model_ships_and_serves(tmp_path):
         info = c.get("/api/model").json()
     assert info["test_accuracy"] >= 0.995 and info["params"] > 0
     assert info["engine"] == "onnx-int8"  # the default engine picks the shipped int8 twin
+    # a picture's digits: the packaged reader's network pooled with the classifier
+    pool = pooling.beside(predictor.reader_path(None))
+    assert info["pictures"] == "pooled" and info["pool"] == {
+        "network": pool.network,
+        "classifier": pool.classifier,
+    }
     assert engines.packaged_model().stat().st_size <= 5 * 1024 * 1024
     assert json.loads((engines.packaged_model().parent / "metrics.json").read_text())
+    # a reader without a pooling.json beside its network reads with its network alone
+    alone = tmp_path / predictor.READER_FILE
+    alone.write_bytes(predictor.reader_path(None).read_bytes())
+    with TestClient(serve.create_app(alone)) as c:
+        info = c.get("/api/model").json()
+    assert info["pictures"] == "network" and info["pool"] is None
 
 
 def test_onnx_engine_serves_the_same_answers(small_run, test_digits):

@@ -83,12 +83,22 @@ class Page(BaseModel):
     table: list[list[str]]
 
 
+class Pooled(BaseModel):
+    network: float
+    classifier: float
+
+
 class Model(BaseModel):
     name: str | None
     engine: str
     params: int | None
     test_accuracy: float | None
     min_confidence: float
+    pictures: Literal["network", "pooled", "classifier"] = Field(
+        description="what reads a picture's digits: the reader's network alone, the network "
+        "and this classifier pooled (weights in `pool`), or this classifier alone"
+    )
+    pool: Pooled | None
 
 
 class Status(BaseModel):

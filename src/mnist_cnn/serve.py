@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -216,6 +216,10 @@ def create_app(
         token=feedback_token,
     )
     served.info["min_confidence"] = served.min_confidence
+    served.info["pictures"] = (
+        "classifier" if not reader else "pooled" if served.pool is not None else "network"
+    )
+    served.info["pool"] = asdict(served.pool) if served.pool is not None else None
     app = FastAPI(
         title="mnist-cnn",
         summary="Handwritten digits in, answers out: draw one at / or call the JSON API.",
