@@ -94,6 +94,16 @@ def test_a_page_of_numbers_reads_line_by_line(reader, held_out):
     page = reader.read_numbers(page_photo(lines, held_out, np.random.default_rng(2)))
     guessed = [["".join(str(d.top3[0][0]) for d in n.digits) for n in line] for line in page.lines]
     assert guessed == lines  # an unsure digit read as its likeliest
+    # the page's digits go to the classifier together: one batch (the server's batcher sees
+    # a page as one request), and each number gets its own digits back, in order
+    calls = []
+    counted = predictor.Reader(
+        classify=lambda x: calls.append(len(x)) or reader.classify(x), pool=reader.pool
+    )
+    again = counted.read_numbers(page_photo(lines, held_out, np.random.default_rng(2)))
+    assert calls == [9] and [[n.text for n in line] for line in again.lines] == [
+        [n.text for n in line] for line in page.lines
+    ]
 
 
 # ------------------------------------------------------------------ real handwriting

@@ -8,6 +8,7 @@ process-wide is changed: Pillow's own pixel limit stays the host's.
 """
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
             img.seek(0)  # the first frame of a GIF, TIFF or WebP animation
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"{img.width}x{img.height} is too large; resize it")
-            img.draft("L", (MAX_SIDE, MAX_SIDE))  # a JPEG decodes at 1/2 to 1/8 scale
+            # a JPEG decodes at 1/2 to 1/8 scale, as small as keeps its longer side MAX_SIDE
+            fit = min(1.0, MAX_SIDE / max(img.width, img.height, 1))
+            img.draft("L", (math.ceil(img.width * fit), math.ceil(img.height * fit)))
             return _gray(ImageOps.exif_transpose(img))
     except ImageError:
         raise

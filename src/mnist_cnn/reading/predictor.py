@@ -190,7 +190,8 @@ class Reader:
         row = _in_order(seen.found, turn)
         if not any(d.is_digit for d in row):
             raise ImageError("no digits found: the picture is blank, or holds no number")
-        return self._number(row, seen, inputs, turn, whole=True)
+        read = self._digits([d for d in row if d.is_digit], seen, inputs)
+        return self._number(row, read, seen, turn, whole=True)
 
     def read_numbers(self, image, inputs: bool = False) -> Page:
         """Every number on a page in `image`: lines top to bottom, numbers left to right."""
@@ -199,7 +200,12 @@ class Reader:
         found = layout.lines(seen.found, turn)
         if not found:
             raise ImageError("no digits found: the picture is blank, or holds no number")
-        lines = [[self._number(n, seen, inputs, turn) for n in line.numbers] for line in found]
+        rows = [n for line in found for n in line.numbers]  # the page's digits read at once
+        read = iter(self._digits([d for n in rows for d in n if d.is_digit], seen, inputs))
+        numbers = iter(
+            [self._number(n, [next(read) for d in n if d.is_digit], seen, turn) for n in rows]
+        )
+        lines = [[next(numbers) for _ in line.numbers] for line in found]
         columns = layout.table([[n.box for n in line] for line in lines])
         return Page(lines, columns, _sheet(seen), _size(seen))
 
@@ -222,13 +228,14 @@ class Reader:
         ]
 
     def _number(
-        self, row: list[Detection], seen: Seen, inputs: bool, turn: float, whole: bool = False
+        self, row: list[Detection], read: list[Digit], seen: Seen, turn: float, whole: bool = False
     ) -> Number:
-        read = iter(self._digits([d for d in row if d.is_digit], seen, inputs))
+        """The number `row` holds, its digits (in order) as `_digits` read them."""
+        taken = iter(read)
         digits, marks, texts = [], [], []
         for d in row:
             if d.is_digit:
-                digit = next(read)
+                digit = next(taken)
                 digits.append(digit)
                 texts.append("?" if digit.unsure else str(digit.digit))
             else:
