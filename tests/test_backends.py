@@ -185,3 +185,36 @@ print("ok", gap)
 def test_jax_runs_each_epoch_as_one_scan_with_the_same_result():
     """The scanned epoch is Keras' own train step, so it ends on the step-by-step weights."""
     assert mnist_cnn("jax", code=SCAN).startswith("ok")
+
+
+EXPORT_READER = """
+from pathlib import Path
+import numpy as np
+from mnist_cnn import errors, export
+from mnist_cnn.reading import network, predictor
+
+out = Path(sys.argv[1])
+model = network.build()
+model.save(out / "model.keras")
+try:  # no .keras file to export from: one line saying what failed and what to do
+    export.export_reader(model, out / "none.onnx", saved=out / "missing.keras")
+    raise AssertionError("exported from a file that does not exist")
+except errors.MnistCnnError as err:
+    print("ERROR", err)
+export.export_reader(model, out / "reader.onnx", saved=out / "model.keras")
+page = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 1)).astype("float32")
+np.save(out / "keras.npy", np.asarray(model.predict_on_batch(page)))
+np.save(out / "onnx.npy", predictor.load(out / "reader.onnx")(page))
+"""
+
+
+def test_a_reader_trained_on_jax_is_exported_to_onnx_by_tensorflow(tmp_path):
+    """A reader's run ends with its ONNX export, which is TensorFlow's: on JAX (TensorFlow
+    hidden from that process) a TensorFlow process of its own exports the saved network."""
+    log = mnist_cnn("jax", str(tmp_path), code=EXPORT_READER)
+    error = log.split("ERROR", 1)[1].strip()
+    assert "runs on TensorFlow, and failed there" in error and "--resume" in error
+    assert "\n" not in error and not (tmp_path / "none.onnx").exists()
+    keras_cells, onnx_cells = np.load(tmp_path / "keras.npy"), np.load(tmp_path / "onnx.npy")
+    assert keras_cells.shape == onnx_cells.shape == (1, 16, 24, 18)
+    assert np.abs(keras_cells - onnx_cells).max() < 1e-3

@@ -8,6 +8,8 @@ conversion (`model.export`); this module picks the format and writes it atomical
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,9 +60,17 @@ def export(
         ) from None
 
 
-def export_reader(model: "keras.Model", out: str | Path) -> Path:
+def export_reader(model: "keras.Model", out: str | Path, saved: Path | None = None) -> Path:
     """The reader's network as ONNX, any page size: raw pixels (1, H, W, 1) in, with H and W
-    multiples of 16; its cells out (`reading.detector.decode` reads them)."""
+    multiples of 16; its cells out (`reading.detector.decode` reads them).
+
+    The export is TensorFlow's (tf2onnx, as tested): a network trained on JAX or PyTorch is
+    exported from `saved`, its .keras file, by a TensorFlow process of its own, so a reader's
+    run on any backend ends with the export it reads through."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow" and saved is not None:
+        return _reader_on_tensorflow(saved, Path(out))
     model(np.zeros((1, 64, 64, 1), "float32"))  # export needs a model that has been called
 
     def write(tmp: Path) -> None:
@@ -72,6 +82,25 @@ def export_reader(model: "keras.Model", out: str | Path) -> Path:
         raise MnistCnnError(
             f"export to onnx needs {err.name or err}: {install_hint('export')}"
         ) from None
+
+
+def _reader_on_tensorflow(saved: Path, out: Path) -> Path:
+    code = (
+        "import sys\nfrom mnist_cnn import errors, export, models\n"
+        "try:\n    export.export_reader(models.load(sys.argv[1]), sys.argv[2])\n"
+        "except errors.MnistCnnError as err:\n    sys.exit(str(err))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(saved), str(out)], env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        raise MnistCnnError(
+            f"the reader's ONNX export runs on TensorFlow, and failed there ({lines[-1][:200]}): "
+            f"{install_hint('export')}; then --resume the run"
+        )
+    return out
 
 
 def quantize(onnx_model: Path, out: Path, calibration: np.ndarray, batch: int = 50) -> None:

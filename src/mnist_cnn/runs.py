@@ -102,7 +102,7 @@ def finish_reader(run: Path, model: keras.Model, held: Any, facts: dict[str, Any
 
     calibration = training.calibrate(model, held) if len(held) else {}
     artifacts.write_with(run / MODEL, model.save)
-    export.export_reader(model, run / predictor.READER_FILE)
+    export.export_reader(model, run / predictor.READER_FILE, saved=run / MODEL)
     past = history(run)
     if past:
         plots.save(plots.curves(past), run / "curves.png")
