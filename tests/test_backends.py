@@ -201,6 +201,11 @@ try:  # no .keras file to export from: one line saying what failed and what to d
     raise AssertionError("exported from a file that does not exist")
 except errors.MnistCnnError as err:
     print("ERROR", err)
+try:  # a classifier's export on JAX: one line saying to export on TensorFlow
+    export.export(model, "onnx", out / "classifier.onnx")
+    raise AssertionError("exported on JAX")
+except errors.MnistCnnError as err:
+    print("ERROR", err)
 export.export_reader(model, out / "reader.onnx", saved=out / "model.keras")
 page = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 1)).astype("float32")
 np.save(out / "keras.npy", np.asarray(model.predict_on_batch(page)))
@@ -212,9 +217,11 @@ def test_a_reader_trained_on_jax_is_exported_to_onnx_by_tensorflow(tmp_path):
     """A reader's run ends with its ONNX export, which is TensorFlow's: on JAX (TensorFlow
     hidden from that process) a TensorFlow process of its own exports the saved network."""
     log = mnist_cnn("jax", str(tmp_path), code=EXPORT_READER)
-    error = log.split("ERROR", 1)[1].strip()
+    error, classifier = (line.strip() for line in log.split("ERROR")[1:])
     assert "runs on TensorFlow, and failed there" in error and "--resume" in error
-    assert "\n" not in error and not (tmp_path / "none.onnx").exists()
+    assert not (tmp_path / "none.onnx").exists()
+    assert "run it with KERAS_BACKEND=tensorflow" in classifier
+    assert not (tmp_path / "classifier.onnx").exists()
     keras_cells, onnx_cells = np.load(tmp_path / "keras.npy"), np.load(tmp_path / "onnx.npy")
     assert keras_cells.shape == onnx_cells.shape == (1, 16, 24, 18)
     assert np.abs(keras_cells - onnx_cells).max() < 1e-3

@@ -39,6 +39,7 @@ def export(
     """
     if fmt not in FORMATS:
         raise MnistCnnError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _on_tensorflow()
     out = Path(out)
     artifacts.prepare_dir(out.parent if str(out.parent) else ".")
     if fmt == "onnx-int8":
@@ -71,6 +72,7 @@ def export_reader(model: "keras.Model", out: str | Path, saved: Path | None = No
 
     if keras.backend.backend() != "tensorflow" and saved is not None:
         return _reader_on_tensorflow(saved, Path(out))
+    _on_tensorflow()
     model(np.zeros((1, 64, 64, 1), "float32"))  # export needs a model that has been called
 
     def write(tmp: Path) -> None:
@@ -82,6 +84,18 @@ def export_reader(model: "keras.Model", out: str | Path, saved: Path | None = No
         raise MnistCnnError(
             f"export to onnx needs {err.name or err}: {install_hint('export')}"
         ) from None
+
+
+def _on_tensorflow() -> None:
+    """Every format is exported as tested, by TensorFlow (tf2onnx, LiteRT, SavedModel); on JAX
+    Keras asks for jax2onnx and on PyTorch its exporter fails in a page of tensors."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise MnistCnnError(
+            f"export runs on TensorFlow, not {keras.backend.backend()}: run it with "
+            "KERAS_BACKEND=tensorflow (a .keras file moves freely between backends)"
+        )
 
 
 def _reader_on_tensorflow(saved: Path, out: Path) -> Path:
