@@ -78,3 +78,15 @@ def test_noise_alone_is_stretched_no_more_than_max_gain():
     grain = 240 + rng.normal(0, 4, (300, 300))
     ink = paper.prepare(grain).ink
     assert np.quantile(ink, 0.99) <= paper.MAX_GAIN * np.quantile(1 - grain / 250, 0.99) + 0.05
+
+
+def test_a_dim_photo_s_grain_is_not_taken_for_ink():
+    """Dim paper (85 grey) with a phone sensor's grain (9 grey levels): the paper's light is its
+    level, not its grain's peaks, so the paper comes out nearly blank and the stroke as ink (the
+    grain read 0.3 on the ink scale all over, up to 0.7, when the closing ran on it unsmoothed)."""
+    rng = np.random.default_rng(0)
+    gray = np.clip(85 + rng.normal(0, 9, (300, 400)), 0, 255)
+    gray[100:200, 150:160] = 45  # a stroke
+    ink = paper.prepare(gray).ink
+    assert ink[100:200, 152:158].mean() > 0.9
+    assert np.median(ink[:, :100]) < 0.1 and np.quantile(ink[:, :100], 0.99) < 0.4

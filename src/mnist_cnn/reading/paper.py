@@ -30,6 +30,7 @@ FLAT = 10  # paper varies less than this (grey levels, std over 5x5 at SHEET_SID
 STRONG = 0.9  # the share of ink pixels fainter than the level that is stretched to full ink
 MAX_GAIN = 6.0  # contrast is stretched at most this much: paper grain is not ink
 NOISE_FLOOR = 3.0  # ink lies at least this many times the paper's grain above the paper
+PAPER_BLUR = 2.0  # px: the grain is smoothed this much before the paper's light is estimated
 
 
 @dataclass(frozen=True)
@@ -266,9 +267,12 @@ def _darkness(gray: np.ndarray) -> tuple[np.ndarray, float]:
         bright = smooth[smooth > otsu(smooth)]
         level = float(np.median(bright)) if bright.size else float(smooth.max())
         paper = np.full(gray.shape, level, np.float32)
-    else:
+    else:  # the closing's max filter takes the grain's highest peaks for the paper: smoothed
+        # first, the paper's light is its level, not its grain's top (a dim photo's grain read
+        # as ink all over: docs/log.md, 2026-12-07)
+        level = cv2.GaussianBlur(smooth, (0, 0), PAPER_BLUR)
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-        paper = cv2.morphologyEx(smooth, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+        paper = cv2.morphologyEx(level, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     paper = np.maximum(paper.astype(np.float32), 1.0)
     shade, noise = _shade(gray, paper)
     if noise > 0.02 and min(gray.shape) >= 100:  # a photo's grain: smoothed under a pen's width
