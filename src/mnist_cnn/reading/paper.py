@@ -9,7 +9,8 @@ light falls unevenly and a shadow cuts across the page. `prepare` undoes each, w
    and its perspective straightened.
 2. The polarity: white chalk on a board becomes dark ink on light paper.
 3. The paper: its light is estimated at each place (a morphological closing wider than any
-   stroke, which keeps a shadow's hard edge) and divided out, so gradients and shadows vanish.
+   stroke, which keeps a shadow's hard edge, on the picture with its grain smoothed) and
+   divided out, so gradients and shadows vanish.
 4. The contrast: the darkest strokes are stretched to full strength, so faint pencil and a
    dim photo reach the network as a marker on white does.
 """
