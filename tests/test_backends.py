@@ -196,11 +196,6 @@ from mnist_cnn.reading import network, predictor
 out = Path(sys.argv[1])
 model = network.build()
 model.save(out / "model.keras")
-try:  # no .keras file to export from: one line saying what failed and what to do
-    export.export_reader(model, out / "none.onnx", saved=out / "missing.keras")
-    raise AssertionError("exported from a file that does not exist")
-except errors.MnistCnnError as err:
-    print("ERROR", err)
 try:  # a classifier's export on JAX: one line saying to export on TensorFlow
     export.export(model, "onnx", out / "classifier.onnx")
     raise AssertionError("exported on JAX")
@@ -217,10 +212,7 @@ def test_a_reader_trained_on_jax_is_exported_to_onnx_by_tensorflow(tmp_path):
     """A reader's run ends with its ONNX export, which is TensorFlow's: on JAX (TensorFlow
     hidden from that process) a TensorFlow process of its own exports the saved network."""
     log = mnist_cnn("jax", str(tmp_path), code=EXPORT_READER)
-    error, classifier = (line.strip() for line in log.split("ERROR")[1:])
-    assert "runs on TensorFlow, and failed there" in error and "--resume" in error
-    assert not (tmp_path / "none.onnx").exists()
-    assert "run it with KERAS_BACKEND=tensorflow" in classifier
+    assert "run it with KERAS_BACKEND=tensorflow" in log.split("ERROR", 1)[1]
     assert not (tmp_path / "classifier.onnx").exists()
     keras_cells, onnx_cells = np.load(tmp_path / "keras.npy"), np.load(tmp_path / "onnx.npy")
     assert keras_cells.shape == onnx_cells.shape == (1, 16, 24, 18)

@@ -103,3 +103,23 @@ def test_the_residual_net_exports_too(fmt, tmp_path):
     target = export.export(model, fmt, tmp_path / f"model{export.FORMATS[fmt]}")
     proba = predict_batched(engines.load_exported(target), x)
     assert np.abs(proba - evaluate.predict_proba(model, x)).max() < 1e-4
+
+
+def test_a_reader_export_that_fails_on_tensorflow_says_so_in_one_line(monkeypatch, tmp_path):
+    """Off TensorFlow, a reader's network is exported by a TensorFlow process of its own
+    (tests/test_backends.py); where that process fails, one line says so and to --resume."""
+    import subprocess
+
+    import keras
+
+    failed = subprocess.CompletedProcess(
+        [], 1, "", "Traceback (most recent call last):\n...\nValueError: no model\n"
+    )
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(export.subprocess, "run", lambda *args, **kwargs: failed)
+    with pytest.raises(MnistCnnError) as caught:
+        export.export_reader(None, tmp_path / "reader.onnx", saved=tmp_path / "model.keras")
+    message = str(caught.value)
+    assert "runs on TensorFlow, and failed there (ValueError: no model)" in message
+    assert "--resume" in message and "\n" not in message
+    assert not (tmp_path / "reader.onnx").exists()
