@@ -13,7 +13,7 @@ INNER = 20  # MNIST's digits fit a 20x20 box inside it
 FAINT = 0.15  # ink fainter than this (0-1) is left out of the crop's extent
 # the crop's darkest fifth, as a share of its strongest ink, becomes black: MNIST's digits lie
 # on pure black, where a real field's thin grey strokes lie on a grey guilloche or ruled paper
-# (ORAND fields read 44.2 -> 46.5% exact; docs/log.md, 2026-12-07)
+# (ORAND fields read 44.2 -> 46.6% exact; docs/log.md, 2026-12-07)
 BACKGROUND = 0.2
 
 
@@ -47,9 +47,7 @@ def as_mnist(ink: np.ndarray, box: Box) -> np.ndarray:
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     small = np.clip((small / max(float(small.max()), 1e-6) - BACKGROUND) / (1 - BACKGROUND), 0, 1)
     small *= 255
-    mass = small.sum()
-    if mass <= 0:
-        return out
+    mass = small.sum()  # > 0: the strongest ink is 1 after the stretch
     cy = float((small.sum(1) * np.arange(small.shape[0])).sum() / mass)
     cx = float((small.sum(0) * np.arange(small.shape[1])).sum() / mass)
     top = int(np.clip(round(SIZE / 2 - 0.5 - cy), 0, SIZE - small.shape[0]))

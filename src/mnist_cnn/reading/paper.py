@@ -268,9 +268,7 @@ def _darkness(gray: np.ndarray) -> tuple[np.ndarray, float]:
         bright = smooth[smooth > otsu(smooth)]
         level = float(np.median(bright)) if bright.size else float(smooth.max())
         paper = np.full(gray.shape, level, np.float32)
-    else:  # the closing's max filter takes the grain's highest peaks for the paper: smoothed
-        # first, the paper's light is its level, not its grain's top (a dim photo's grain read
-        # as ink all over: docs/log.md, 2026-12-07)
+    else:  # the median alone left a dim photo's grain peaks to the max filter (docs/log.md)
         level = cv2.GaussianBlur(smooth, (0, 0), PAPER_BLUR)
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
         paper = cv2.morphologyEx(level, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)

@@ -200,12 +200,16 @@ class Reader:
         found = layout.lines(seen.found, turn)
         if not found:
             raise ImageError("no digits found: the picture is blank, or holds no number")
-        rows = [n for line in found for n in line.numbers]  # the page's digits read at once
-        read = iter(self._digits([d for n in rows for d in n if d.is_digit], seen, inputs))
-        numbers = iter(
-            [self._number(n, [next(read) for d in n if d.is_digit], seen, turn) for n in rows]
-        )
-        lines = [[next(numbers) for _ in line.numbers] for line in found]
+        # the page's digits read at once, then handed out number by number, in the same order
+        digits = [d for line in found for n in line.numbers for d in n if d.is_digit]
+        read = iter(self._digits(digits, seen, inputs))
+        lines = [
+            [
+                self._number(n, [next(read) for d in n if d.is_digit], seen, turn)
+                for n in line.numbers
+            ]
+            for line in found
+        ]
         columns = layout.table([[n.box for n in line] for line in lines])
         return Page(lines, columns, _sheet(seen), _size(seen))
 
